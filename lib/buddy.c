@@ -1,0 +1,538 @@
+/*
+ * buddy.c: the page allocator. Memory comes from the OS a chunk (4 MiB, one
+ * block of order KA_MAX_ORDER) at a time and is handed out in blocks of
+ * 2^order pages, split on allocation and merged with its buddy on free.
+ *
+ * Invariants (checked by ka_buddy_validate), all under zone.lock:
+ *  1. A block on area[k].list[c] is 2^k pages, starts at a page index that is
+ *     a multiple of 2^k within its chunk, and its head descriptor says
+ *     kind == KA_PG_FREE, order == k, and KA_PGF_CLEAN iff c == 1. Every
+ *     other page of it is KA_PG_TAIL.
+ *  2. The buddy of a block of order k < KA_MAX_ORDER is at index ^ (1 << k).
+ *     Two free buddies of the same order never coexist: ka_buddy_free merges
+ *     for as long as the buddy (a) lies in the same chunk (always, since a
+ *     chunk is one max-order block), (b) is free, i.e. a KA_PG_FREE head, and
+ *     (c) has the same order. A block's tail pages are never KA_PG_FREE, so
+ *     (b) and (c) cannot be fooled by a page in the middle of a block.
+ *  3. free_pages = sum of 2^k over all free blocks; used + free = managed.
+ *  4. A clean block has been returned to the OS (or never touched) and reads
+ *     as zero. A merge is clean only if both halves are; a split keeps the
+ *     flag. Dirty blocks are handed out before clean ones (they cost no page
+ *     faults and no RSS), newest first; dirty blocks of order >=
+ *     KA_PURGE_MIN_ORDER that stay free for purge_delay_ms are purged from
+ *     the slow paths (there is no background thread), and a wholly free,
+ *     purged chunk from mmap is unmapped.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static struct {
+	pthread_mutex_t lock;
+	bool ready;
+	struct ka_free_area area[KA_NR_ORDERS];
+	struct ka_list chunks; /* chunks kalloc holds */
+	struct ka_list spare;  /* metadata of unmapped chunks, for reuse */
+	size_t nr_chunks, managed_pages, free_pages, clean_pages;
+	size_t nr_purgeable;   /* dirty free blocks of order >= KA_PURGE_MIN_ORDER */
+	uint64_t next_purge;   /* no purgeable block expires before this (ms) */
+	size_t purged_bytes, unmapped_chunks;
+} zone = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+#define PURGE_BATCH 64
+
+static void zone_ready(void)
+{
+	if (zone.ready)
+		return;
+	for (int o = 0; o < KA_NR_ORDERS; o++)
+		for (int c = 0; c < 2; c++)
+			ka_list_init(&zone.area[o].list[c]);
+	ka_list_init(&zone.chunks);
+	ka_list_init(&zone.spare);
+	zone.ready = true;
+}
+
+static bool purgeable(unsigned order, bool clean)
+{
+	return !clean && order >= KA_PURGE_MIN_ORDER;
+}
+
+static void area_add(struct ka_page *pg, unsigned order, bool clean, uint64_t freed_ms)
+{
+	pg->kind = KA_PG_FREE;
+	pg->order = (uint8_t)order;
+	pg->flags = clean ? KA_PGF_CLEAN : 0;
+	pg->tag = 0;
+	pg->free.freed_ms = freed_ms;
+	ka_list_add(&zone.area[order].list[clean], &pg->free.node);
+	zone.area[order].nr[clean]++;
+	zone.free_pages += (size_t)1 << order;
+	if (clean)
+		zone.clean_pages += (size_t)1 << order;
+	if (purgeable(order, clean)) {
+		zone.nr_purgeable++;
+		uint64_t due = freed_ms + ka_opt.purge_delay_ms;
+		if (due < zone.next_purge)
+			zone.next_purge = due;
+	}
+}
+
+static void area_del(struct ka_page *pg)
+{
+	unsigned order = pg->order;
+	bool clean = pg->flags & KA_PGF_CLEAN;
+	ka_list_del(&pg->free.node);
+	zone.area[order].nr[clean]--;
+	zone.free_pages -= (size_t)1 << order;
+	if (clean)
+		zone.clean_pages -= (size_t)1 << order;
+	if (purgeable(order, clean))
+		zone.nr_purgeable--;
+	pg->kind = KA_PG_TAIL;
+}
+
+/* Merge a block with its free buddies, then put the result on its list. */
+static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean, uint64_t now)
+{
+	struct ka_chunk *c = ka_page_chunk(pg);
+	size_t idx = (size_t)(pg - c->pages);
+	pg->kind = KA_PG_TAIL;
+	pg->tag = 0;
+	while (order < KA_MAX_ORDER) {
+		size_t bidx = idx ^ ((size_t)1 << order);
+		struct ka_page *b = &c->pages[bidx];
+		if (b->kind != KA_PG_FREE || b->order != order)
+			break;
+		clean = clean && (b->flags & KA_PGF_CLEAN);
+		area_del(b);
+		idx &= bidx;
+		order++;
+	}
+	pg = &c->pages[idx];
+	area_add(pg, order, clean, now);
+	return pg;
+}
+
+/* Free pages [idx, idx+n) of a chunk as the largest aligned blocks that fit. */
+static void free_range(struct ka_chunk *c, size_t idx, size_t n, bool clean, uint64_t now)
+{
+	while (n) {
+		unsigned o = (unsigned)__builtin_ctzl(idx | KA_CHUNK_PAGES);
+		while (((size_t)1 << o) > n)
+			o--;
+		free_block(&c->pages[idx], o, clean, now);
+		idx += (size_t)1 << o;
+		n -= (size_t)1 << o;
+	}
+}
+
+static bool grow(void)
+{
+	int source;
+	void *base = ka_os_map_aligned(KA_CHUNK_SIZE, KA_CHUNK_SIZE, &source);
+	if (!base)
+		return false;
+	struct ka_chunk *c;
+	if (!ka_list_empty(&zone.spare)) {
+		c = ka_container_of(zone.spare.next, struct ka_chunk, node);
+		ka_list_del(&c->node);
+		memset(c, 0, sizeof *c);
+	} else {
+		c = ka_meta_alloc(sizeof *c, KA_CHUNK_META_ALIGN);
+	}
+	bool kept;
+	if (!c) {
+		ka_os_unmap(base, KA_CHUNK_SIZE, source, &kept);
+		return false;
+	}
+	c->base = (uintptr_t)base;
+	c->source = (uint8_t)source;
+	if (ka_map_set(c->base, KA_CHUNK_SIZE, (uintptr_t)c | KA_MAP_CHUNK) != 0) {
+		ka_map_set(c->base, KA_CHUNK_SIZE, 0);
+		ka_list_add(&zone.spare, &c->node);
+		ka_os_unmap(base, KA_CHUNK_SIZE, source, &kept);
+		return false;
+	}
+	ka_list_add(&zone.chunks, &c->node);
+	zone.nr_chunks++;
+	zone.managed_pages += KA_CHUNK_PAGES;
+	area_add(&c->pages[0], KA_MAX_ORDER, true, 0);
+	return true;
+}
+
+/* A wholly free, clean chunk: give its address range back to the OS. */
+static void release_chunk(struct ka_page *pg)
+{
+	struct ka_chunk *c = ka_page_chunk(pg);
+	area_del(pg);
+	ka_map_set(c->base, KA_CHUNK_SIZE, 0);
+	bool kept;
+	if (ka_os_unmap((void *)c->base, KA_CHUNK_SIZE, c->source, &kept) != 0 || kept) {
+		/* Still ours (a brk piece not at the top): keep managing it. */
+		ka_map_set(c->base, KA_CHUNK_SIZE, (uintptr_t)c | KA_MAP_CHUNK);
+		area_add(pg, KA_MAX_ORDER, true, 0);
+		return;
+	}
+	ka_list_del(&c->node);
+	ka_list_add(&zone.spare, &c->node);
+	zone.nr_chunks--;
+	zone.managed_pages -= KA_CHUNK_PAGES;
+	zone.unmapped_chunks++;
+}
+
+/*
+ * Purge dirty free blocks: all of them, or those older than the delay. The
+ * blocks are taken off the free lists (so nobody merges with them) and the
+ * lock is dropped around madvise, which can take a while for big blocks.
+ */
+static size_t purge_locked(bool all, uint64_t now)
+{
+	size_t total = 0;
+	unsigned n;
+	do {
+		struct ka_page *batch[PURGE_BATCH];
+		uint64_t next = UINT64_MAX;
+		n = 0;
+		for (unsigned o = all ? 0 : KA_PURGE_MIN_ORDER; o < KA_NR_ORDERS; o++) {
+			struct ka_list *head = &zone.area[o].list[0];
+			for (struct ka_list *l = head->next, *nx; l != head; l = nx) {
+				nx = l->next;
+				struct ka_page *b = ka_container_of(l, struct ka_page, free.node);
+				if (n == PURGE_BATCH) {
+					next = now;
+					break;
+				}
+				if (all || now - b->free.freed_ms >= ka_opt.purge_delay_ms) {
+					area_del(b);
+					b->kind = KA_PG_RAW;
+					b->order = (uint8_t)o;
+					batch[n++] = b;
+				} else if (b->free.freed_ms + ka_opt.purge_delay_ms < next) {
+					next = b->free.freed_ms + ka_opt.purge_delay_ms;
+				}
+			}
+		}
+		zone.next_purge = next;
+		pthread_mutex_unlock(&zone.lock);
+		for (unsigned i = 0; i < n; i++) {
+			size_t bytes = KA_PAGE_SIZE << batch[i]->order;
+			if (ka_os_purge(ka_page_addr(batch[i]), bytes) == 0)
+				total += bytes;
+		}
+		pthread_mutex_lock(&zone.lock);
+		for (unsigned i = 0; i < n; i++) {
+			struct ka_page *pg = free_block(batch[i], batch[i]->order, true, now);
+			if (pg->order == KA_MAX_ORDER && (pg->flags & KA_PGF_CLEAN))
+				release_chunk(pg);
+		}
+	} while (n == PURGE_BATCH);
+	zone.purged_bytes += total;
+	return total;
+}
+
+static void maybe_purge(void)
+{
+	if (zone.nr_purgeable == 0)
+		return;
+	uint64_t now = ka_os_now_ms();
+	if (now >= zone.next_purge)
+		purge_locked(false, now);
+}
+
+/* Take a block of `order`: dirty before clean, smallest order first. */
+static struct ka_page *take(unsigned order)
+{
+	for (int clean = 0; clean < 2; clean++)
+		for (unsigned o = order; o < KA_NR_ORDERS; o++) {
+			struct ka_list *head = &zone.area[o].list[clean];
+			if (ka_list_empty(head))
+				continue;
+			struct ka_page *pg = ka_container_of(head->next, struct ka_page, free.node);
+			uint64_t freed_ms = pg->free.freed_ms;
+			area_del(pg);
+			while (o > order) {
+				o--;
+				area_add(pg + ((size_t)1 << o), o, clean, freed_ms);
+			}
+			pg->order = (uint8_t)order;
+			pg->flags = clean ? KA_PGF_CLEAN : 0;
+			return pg;
+		}
+	return NULL;
+}
+
+static struct ka_page *take_or_grow(unsigned order)
+{
+	zone_ready();
+	struct ka_page *pg = take(order);
+	if (!pg && grow())
+		pg = take(order);
+	return pg;
+}
+
+void *ka_buddy_alloc(unsigned order, unsigned kind, bool *zero)
+{
+	if (order > KA_MAX_ORDER)
+		return NULL;
+	pthread_mutex_lock(&zone.lock);
+	struct ka_page *pg = take_or_grow(order);
+	void *addr = NULL;
+	if (pg) {
+		*zero = pg->flags & KA_PGF_CLEAN;
+		pg->kind = (uint8_t)kind;
+		pg->flags = 0;
+		pg->npages = 1u << order;
+		addr = ka_page_addr(pg);
+	}
+	maybe_purge();
+	pthread_mutex_unlock(&zone.lock);
+	return addr;
+}
+
+static unsigned order_for(size_t npages)
+{
+	return npages <= 1 ? 0 : (unsigned)(64 - __builtin_clzl(npages - 1));
+}
+
+void *ka_buddy_alloc_pages(size_t npages, unsigned kind, bool *zero)
+{
+	if (npages == 0 || npages > KA_CHUNK_PAGES)
+		return NULL;
+	unsigned order = order_for(npages);
+	pthread_mutex_lock(&zone.lock);
+	struct ka_page *pg = take_or_grow(order);
+	void *addr = NULL;
+	if (pg) {
+		bool clean = pg->flags & KA_PGF_CLEAN;
+		struct ka_chunk *c = ka_page_chunk(pg);
+		size_t idx = (size_t)(pg - c->pages);
+		/* The tail was never handed out: it keeps the block's state. */
+		free_range(c, idx + npages, ((size_t)1 << order) - npages, clean,
+			   clean ? 0 : ka_os_now_ms());
+		*zero = clean;
+		pg->kind = (uint8_t)kind;
+		pg->flags = 0;
+		pg->order = (uint8_t)order;
+		pg->npages = (uint32_t)npages;
+		addr = ka_page_addr(pg);
+	}
+	maybe_purge();
+	pthread_mutex_unlock(&zone.lock);
+	return addr;
+}
+
+static struct ka_page *used_head(void *addr, const char *func)
+{
+	struct ka_page *pg = ka_map_page(addr);
+	if (!pg || ((uintptr_t)addr & (KA_PAGE_SIZE - 1)) || pg->kind == KA_PG_TAIL ||
+	    pg->kind == KA_PG_FREE)
+		ka_fatal(func, "not the start of a used block:", addr, "buddy");
+	return pg;
+}
+
+void ka_buddy_free(void *addr, unsigned order)
+{
+	struct ka_page *pg = used_head(addr, "ka_buddy_free");
+	if (pg->order != order || pg->npages != 1u << order)
+		ka_fatal("ka_buddy_free", "order does not match the block at", addr, "buddy");
+	pthread_mutex_lock(&zone.lock);
+	free_block(pg, order, false, ka_os_now_ms());
+	maybe_purge();
+	pthread_mutex_unlock(&zone.lock);
+}
+
+void ka_buddy_free_pages(void *addr, size_t npages)
+{
+	struct ka_page *pg = used_head(addr, "ka_buddy_free_pages");
+	if (pg->npages != npages)
+		ka_fatal("ka_buddy_free_pages", "size does not match the block at", addr, "buddy");
+	pthread_mutex_lock(&zone.lock);
+	struct ka_chunk *c = ka_page_chunk(pg);
+	free_range(c, (size_t)(pg - c->pages), npages, false, ka_os_now_ms());
+	maybe_purge();
+	pthread_mutex_unlock(&zone.lock);
+}
+
+/* The free block that contains page idx of chunk c, or NULL. */
+static struct ka_page *free_block_at(struct ka_chunk *c, size_t idx)
+{
+	for (unsigned o = 0; o < KA_NR_ORDERS; o++) {
+		struct ka_page *h = &c->pages[idx & ~(((size_t)1 << o) - 1)];
+		if (h->kind != KA_PG_TAIL) /* the head of the block holding idx */
+			return h->kind == KA_PG_FREE && h->order >= o ? h : NULL;
+	}
+	return NULL;
+}
+
+bool ka_buddy_grow_pages(void *addr, size_t old_npages, size_t new_npages)
+{
+	struct ka_page *pg = used_head(addr, "ka_buddy_grow_pages");
+	struct ka_chunk *c = ka_page_chunk(pg);
+	size_t idx = (size_t)(pg - c->pages), s = idx + old_npages, e = idx + new_npages;
+	if (new_npages <= old_npages || e > KA_CHUNK_PAGES)
+		return false;
+	bool ok = true;
+	pthread_mutex_lock(&zone.lock);
+	for (size_t j = s; j < e && ok;) {
+		struct ka_page *h = free_block_at(c, j);
+		ok = h != NULL;
+		if (ok)
+			j = (size_t)(h - c->pages) + ((size_t)1 << h->order);
+	}
+	if (ok) {
+		for (size_t j = s; j < e;) {
+			struct ka_page *h = free_block_at(c, j);
+			size_t hs = (size_t)(h - c->pages), he = hs + ((size_t)1 << h->order);
+			bool clean = h->flags & KA_PGF_CLEAN;
+			uint64_t when = h->free.freed_ms;
+			area_del(h);
+			/* Give back the parts of the block outside [s, e). */
+			free_range(c, hs, j - hs, clean, when);
+			if (he > e)
+				free_range(c, e, he - e, clean, when);
+			j = he;
+		}
+		pg->npages = (uint32_t)new_npages;
+		pg->order = (uint8_t)order_for(new_npages);
+	}
+	pthread_mutex_unlock(&zone.lock);
+	return ok;
+}
+
+void ka_buddy_shrink_pages(void *addr, size_t old_npages, size_t new_npages)
+{
+	struct ka_page *pg = used_head(addr, "ka_buddy_shrink_pages");
+	if (new_npages == 0 || new_npages >= old_npages || pg->npages != old_npages)
+		return;
+	struct ka_chunk *c = ka_page_chunk(pg);
+	pthread_mutex_lock(&zone.lock);
+	free_range(c, (size_t)(pg - c->pages) + new_npages, old_npages - new_npages, false,
+		   ka_os_now_ms());
+	pg->npages = (uint32_t)new_npages;
+	pg->order = (uint8_t)order_for(new_npages);
+	pthread_mutex_unlock(&zone.lock);
+}
+
+size_t ka_buddy_purge(bool all)
+{
+	pthread_mutex_lock(&zone.lock);
+	zone_ready();
+	size_t n = purge_locked(all, ka_os_now_ms());
+	pthread_mutex_unlock(&zone.lock);
+	return n;
+}
+
+void ka_buddy_info(size_t counts[KA_NR_ORDERS])
+{
+	pthread_mutex_lock(&zone.lock);
+	for (int o = 0; o < KA_NR_ORDERS; o++)
+		counts[o] = zone.area[o].nr[0] + zone.area[o].nr[1];
+	pthread_mutex_unlock(&zone.lock);
+}
+
+void ka_buddy_print(int fd)
+{
+	size_t counts[KA_NR_ORDERS];
+	ka_buddy_info(counts);
+	char mem[256];
+	struct ka_buf b = {mem, 0, sizeof mem};
+	ka_buf_str(&b, "Node 0, zone   kalloc");
+	for (int o = 0; o < KA_NR_ORDERS; o++) {
+		ka_buf_str(&b, " ");
+		ka_buf_u64(&b, counts[o], 6);
+	}
+	ka_buf_str(&b, "\n");
+	ka_buf_flush(&b, fd);
+}
+
+void ka_buddy_stats(struct ka_buddy_stats *st)
+{
+	pthread_mutex_lock(&zone.lock);
+	st->managed_pages = zone.managed_pages;
+	st->free_pages = zone.free_pages;
+	st->clean_pages = zone.clean_pages;
+	st->nr_chunks = zone.nr_chunks;
+	st->purged_bytes = zone.purged_bytes;
+	st->unmapped_chunks = zone.unmapped_chunks;
+	pthread_mutex_unlock(&zone.lock);
+}
+
+#define CHECK(c, what, addr)                                        \
+	do {                                                        \
+		if (!(c))                                           \
+			ka_fatal("ka_buddy_validate", what, addr, NULL); \
+	} while (0)
+
+void ka_buddy_validate(void)
+{
+	pthread_mutex_lock(&zone.lock);
+	zone_ready();
+	size_t nr[KA_NR_ORDERS][2] = {{0}}, free_pages = 0, clean_pages = 0, chunks = 0;
+	for (struct ka_list *l = zone.chunks.next; l != &zone.chunks; l = l->next) {
+		struct ka_chunk *c = ka_container_of(l, struct ka_chunk, node);
+		chunks++;
+		CHECK(ka_map_entry(c->base) == ((uintptr_t)c | KA_MAP_CHUNK), "map entry wrong for chunk",
+		      (void *)c->base);
+		for (size_t i = 0; i < KA_CHUNK_PAGES;) {
+			struct ka_page *pg = &c->pages[i];
+			void *a = (void *)(c->base + (i << KA_PAGE_SHIFT));
+			CHECK(pg->kind != KA_PG_TAIL, "block does not start with a head page at", a);
+			size_t n = pg->kind == KA_PG_FREE ? (size_t)1 << pg->order : pg->npages;
+			CHECK(n >= 1 && i + n <= KA_CHUNK_PAGES, "block overruns its chunk at", a);
+			if (pg->kind == KA_PG_FREE) {
+				CHECK((i & (n - 1)) == 0, "free block misaligned at", a);
+				CHECK(pg->tag == 0, "free block has a slab tag at", a);
+				bool clean = pg->flags & KA_PGF_CLEAN;
+				nr[pg->order][clean]++;
+				free_pages += n;
+				if (clean)
+					clean_pages += n;
+				if (pg->order < KA_MAX_ORDER) {
+					struct ka_page *b = &c->pages[i ^ n];
+					CHECK(!(b->kind == KA_PG_FREE && b->order == pg->order),
+					      "two free buddies of one order at", a);
+				}
+			}
+			for (size_t j = 1; j < n; j++) {
+				CHECK(c->pages[i + j].kind == KA_PG_TAIL, "overlapping blocks at",
+				      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
+				if (pg->kind != KA_PG_SLAB)
+					CHECK(c->pages[i + j].tag == 0, "stale slab tag at",
+					      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
+			}
+			i += n;
+		}
+	}
+	CHECK(chunks == zone.nr_chunks && chunks * KA_CHUNK_PAGES == zone.managed_pages,
+	      "chunk count mismatch", NULL);
+	CHECK(free_pages == zone.free_pages, "free page count mismatch", NULL);
+	CHECK(clean_pages == zone.clean_pages, "clean page count mismatch", NULL);
+	size_t nr_purgeable = 0;
+	for (unsigned o = 0; o < KA_NR_ORDERS; o++)
+		for (int c = 0; c < 2; c++) {
+			size_t k = 0;
+			struct ka_list *head = &zone.area[o].list[c];
+			for (struct ka_list *l = head->next; l != head; l = l->next, k++) {
+				struct ka_page *pg = ka_container_of(l, struct ka_page, free.node);
+				CHECK(pg->kind == KA_PG_FREE && pg->order == o &&
+					      !!(pg->flags & KA_PGF_CLEAN) == c,
+				      "free list holds a wrong block at", ka_page_addr(pg));
+			}
+			CHECK(k == zone.area[o].nr[c] && k == nr[o][c], "free list count mismatch", NULL);
+			if (purgeable(o, c))
+				nr_purgeable += k;
+		}
+	CHECK(nr_purgeable == zone.nr_purgeable, "purgeable count mismatch", NULL);
+	pthread_mutex_unlock(&zone.lock);
+}
+
+void ka_buddy_prefork(void) { pthread_mutex_lock(&zone.lock); }
+
+void ka_buddy_postfork(bool child)
+{
+	if (child)
+		pthread_mutex_init(&zone.lock, NULL);
+	else
+		pthread_mutex_unlock(&zone.lock);
+}

@@ -1,0 +1,170 @@
+/*
+ * internal.h: prototypes shared between kalloc's core files, grouped by the
+ * file that owns them. Layers call downward only:
+ *   api -> tcache -> slab -> buddy -> os, with large beside slab,
+ *   pagemap, meta, options, report used by all.
+ */
+#ifndef KALLOC_INTERNAL_H
+#define KALLOC_INTERNAL_H
+
+#include "os.h"
+#include "types.h"
+
+/* ------------------------------------------------------------- list helpers */
+KA_INLINE void ka_list_init(struct ka_list *l) { l->next = l->prev = l; }
+KA_INLINE bool ka_list_empty(const struct ka_list *l) { return l->next == l; }
+KA_INLINE void ka_list_add(struct ka_list *head, struct ka_list *n)
+{
+	n->next = head->next;
+	n->prev = head;
+	head->next->prev = n;
+	head->next = n;
+}
+KA_INLINE void ka_list_del(struct ka_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->next = n->prev = n;
+}
+#define ka_container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Relaxed atomics on plain fields: racy reads that are allowed to be stale. */
+#define ka_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ka_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+/* ------------------------------------------------------------------ report.c */
+/* A formatting buffer on the caller's stack: no allocation, no stdio. */
+struct ka_buf {
+	char *p;
+	size_t len, cap;
+};
+void ka_buf_str(struct ka_buf *b, const char *s);
+void ka_buf_u64(struct ka_buf *b, uint64_t v, int width); /* right-aligned in width */
+void ka_buf_ustr(struct ka_buf *b, const char *s, int width); /* left-aligned in width */
+void ka_buf_hex(struct ka_buf *b, uintptr_t v);
+void ka_buf_flush(struct ka_buf *b, int fd); /* write(2) everything, then empty */
+
+/*
+ * Misuse and corrupt metadata end here: one line on stderr,
+ *   "kalloc: <func>: <what> <addr> (<ctx>)", written without locks, then
+ * abort (or the test hook, which must not return into kalloc).
+ */
+__attribute__((noreturn)) KA_COLD void ka_fatal(const char *func, const char *what,
+						  const void *addr, const char *ctx);
+void ka_set_fatal_hook(void (*hook)(const char *msg));
+void ka_warn(const char *what, const char *detail);
+
+#define ka_assert(c)                                                               \
+	do {                                                                       \
+		if (KA_DEBUG && !(c))                                              \
+			ka_fatal(__func__, "assertion failed: " #c " at", NULL, NULL); \
+	} while (0)
+
+/* ----------------------------------------------------------------- options.c */
+enum { KA_PAGE_SOURCE_MMAP, KA_PAGE_SOURCE_BRK };
+
+struct ka_options {
+	uint64_t page_source;    /* KA_PAGE_SOURCE_* */
+	uint64_t purge_delay_ms; /* free dirty blocks older than this go back */
+	uint64_t stats;          /* print tables at exit */
+	uint64_t poison;
+	uint64_t redzone;
+	uint64_t tcache_max;     /* objects per thread-cache bin at most; 0 = no cache */
+};
+extern struct ka_options ka_opt;
+
+/* Parse "key:value,..." into ka_opt; warns once per bad key or value. */
+void ka_options_parse(const char *conf);
+/* Find KALLOC_CONF in environ (no getenv) and parse it. */
+void ka_options_init(void);
+/* Print one line per option with its help text, for --help. */
+void ka_options_help(int fd);
+
+/* --------------------------------------------------------------------- meta.c */
+/* Internal metadata: bump-allocated from the OS, zeroed, never freed. */
+void *ka_meta_alloc(size_t size, size_t align);
+void ka_meta_prefork(void);
+void ka_meta_postfork(bool child);
+
+/* ------------------------------------------------------------------ pagemap.c */
+extern struct ka_map_leaf *ka_map_root[KA_MAP_ROOT_SIZE];
+
+/* The map entry of an address, 0 for any address that is not kalloc's. */
+KA_INLINE uintptr_t ka_map_entry(uintptr_t a)
+{
+	if (KA_UNLIKELY(a >= KA_ADDR_LIMIT))
+		return 0;
+	struct ka_map_leaf *leaf = ka_load_relaxed(&ka_map_root[a >> (KA_CHUNK_SHIFT + KA_MAP_LEAF_BITS)]);
+	return ka_load_relaxed(&leaf->entry[(a >> KA_CHUNK_SHIFT) & (KA_MAP_LEAF_SIZE - 1)]);
+}
+
+/* The descriptor of the page holding `p` if p is in a buddy chunk, else NULL. */
+KA_INLINE struct ka_page *ka_map_page(const void *p)
+{
+	uintptr_t e = ka_map_entry((uintptr_t)p);
+	if (!(e & KA_MAP_CHUNK))
+		return NULL;
+	struct ka_chunk *c = (struct ka_chunk *)(e & ~KA_MAP_TAGS);
+	return &c->pages[((uintptr_t)p >> KA_PAGE_SHIFT) & (KA_CHUNK_PAGES - 1)];
+}
+
+/* Set the entry of every granule that [base, base+size) touches. 0 or ENOMEM. */
+int ka_map_set(uintptr_t base, size_t size, uintptr_t entry);
+void ka_map_prefork(void);
+void ka_map_postfork(bool child);
+
+/* ------------------------------------------------------------------- buddy.c */
+KA_INLINE struct ka_chunk *ka_page_chunk(const struct ka_page *pg)
+{
+	return (struct ka_chunk *)((uintptr_t)pg & ~(KA_CHUNK_META_ALIGN - 1));
+}
+KA_INLINE size_t ka_page_index(const struct ka_page *pg)
+{
+	return (size_t)(pg - ka_page_chunk(pg)->pages);
+}
+KA_INLINE void *ka_page_addr(const struct ka_page *pg)
+{
+	return (void *)(ka_page_chunk(pg)->base + (ka_page_index(pg) << KA_PAGE_SHIFT));
+}
+
+/*
+ * Allocate one block of 2^order pages, aligned to its size; its head
+ * descriptor gets `kind`. *zero says whether it is known to read as zero.
+ * NULL when the OS refuses memory.
+ */
+void *ka_buddy_alloc(unsigned order, unsigned kind, bool *zero);
+/* Free a block from ka_buddy_alloc: merges with free buddies. */
+void ka_buddy_free(void *addr, unsigned order);
+/*
+ * Allocate exactly npages (<= KA_CHUNK_PAGES) pages, aligned to the power
+ * of two above npages: the tail of the block goes straight back to the free
+ * lists, never touched.
+ */
+void *ka_buddy_alloc_pages(size_t npages, unsigned kind, bool *zero);
+void ka_buddy_free_pages(void *addr, size_t npages);
+/* Grow a block from ka_buddy_alloc_pages in place if the pages after it are free. */
+bool ka_buddy_grow_pages(void *addr, size_t old_npages, size_t new_npages);
+/* Shrink it in place: the pages past new_npages go back. */
+void ka_buddy_shrink_pages(void *addr, size_t old_npages, size_t new_npages);
+
+/* Give free dirty blocks back to the OS: all of them, or those older than the delay. */
+size_t ka_buddy_purge(bool all);
+/* Free blocks per order, as /proc/buddyinfo counts them. */
+void ka_buddy_info(size_t counts[KA_NR_ORDERS]);
+void ka_buddy_print(int fd);
+struct ka_buddy_stats {
+	size_t managed_pages; /* pages in chunks kalloc holds */
+	size_t free_pages;    /* of which in free blocks */
+	size_t clean_pages;   /* of which returned to the OS (or never touched) */
+	size_t nr_chunks;
+	size_t purged_bytes;  /* total given back with MADV_DONTNEED */
+	size_t unmapped_chunks;
+};
+void ka_buddy_stats(struct ka_buddy_stats *st);
+/* Check every invariant of the free lists and descriptors; fatal on a breach. */
+void ka_buddy_validate(void);
+void ka_buddy_prefork(void);
+void ka_buddy_postfork(bool child);
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * options.c: KALLOC_CONF, one environment variable of key:value pairs
+ * separated by commas, parsed once at start-up. It is read from `environ`
+ * (getenv may not be safe that early) and parsed in place, without
+ * allocating. A bad key or value gets one warning and leaves the default.
+ */
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+extern char **environ;
+
+struct ka_options ka_opt = {
+	.page_source = KA_PAGE_SOURCE_MMAP,
+	.purge_delay_ms = 1000,
+	.tcache_max = 256,
+};
+
+/* Values that may be written as names; NULL-terminated, index = value. */
+static const char *const page_sources[] = {"mmap", "brk", NULL};
+
+/* The one table of options: every key, its bounds and its help line. */
+static const struct option {
+	const char *name;
+	size_t off;
+	uint64_t min, max;
+	const char *const *names;
+	const char *help;
+} options[] = {
+	{"page_source", offsetof(struct ka_options, page_source), 0, 1, page_sources,
+	 "where the page layer gets memory: mmap (default) or brk, falling back to mmap"},
+	{"purge_delay_ms", offsetof(struct ka_options, purge_delay_ms), 0, 3600000, NULL,
+	 "free memory older than this (ms) goes back to the OS (default 1000)"},
+	{"stats", offsetof(struct ka_options, stats), 0, 1, NULL,
+	 "1: print slabinfo and buddyinfo tables at exit"},
+	{"poison", offsetof(struct ka_options, poison), 0, 1, NULL,
+	 "1: fill freed objects with 0x6b, new ones with 0x5a; check on reuse"},
+	{"redzone", offsetof(struct ka_options, redzone), 0, 1, NULL,
+	 "1: guard bytes after each small object, checked on free"},
+	{"tcache_max", offsetof(struct ka_options, tcache_max), 0, 4096, NULL,
+	 "objects per thread-cache bin at most (0: no thread cache, every call slow)"},
+};
+
+static void bad(const char *what, const char *s, size_t n)
+{
+	char tmp[64];
+	if (n >= sizeof tmp)
+		n = sizeof tmp - 1;
+	memcpy(tmp, s, n);
+	tmp[n] = 0;
+	ka_warn(what, tmp);
+}
+
+static bool parse_value(const struct option *o, const char *v, size_t n, uint64_t *out)
+{
+	if (o->names) {
+		for (uint64_t i = 0; o->names[i]; i++)
+			if (strlen(o->names[i]) == n && memcmp(o->names[i], v, n) == 0) {
+				*out = i;
+				return true;
+			}
+	}
+	if (n == 0 || n > 19)
+		return false;
+	uint64_t x = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+		x = x * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (x < o->min || x > o->max)
+		return false;
+	*out = x;
+	return true;
+}
+
+void ka_options_parse(const char *conf)
+{
+	const char *s = conf;
+	while (s && *s) {
+		const char *end = strchr(s, ',');
+		size_t len = end ? (size_t)(end - s) : strlen(s);
+		const char *colon = memchr(s, ':', len);
+		if (len == 0) {
+			/* an empty item ("a:1,,b:2") is harmless */
+		} else if (!colon) {
+			bad("KALLOC_CONF: expected key:value, got", s, len);
+		} else {
+			size_t klen = (size_t)(colon - s);
+			const struct option *o = NULL;
+			for (size_t i = 0; i < sizeof options / sizeof *options; i++)
+				if (strlen(options[i].name) == klen && memcmp(options[i].name, s, klen) == 0)
+					o = &options[i];
+			uint64_t v;
+			if (!o)
+				bad("KALLOC_CONF: unknown option", s, klen);
+			else if (!parse_value(o, colon + 1, len - klen - 1, &v))
+				bad("KALLOC_CONF: bad value, default kept", s, len);
+			else
+				*(uint64_t *)(void *)((char *)&ka_opt + o->off) = v;
+		}
+		s = end ? end + 1 : NULL;
+	}
+}
+
+void ka_options_init(void)
+{
+	static const char key[] = "KALLOC_CONF=";
+	for (char **e = environ; e && *e; e++)
+		if (strncmp(*e, key, sizeof key - 1) == 0) {
+			ka_options_parse(*e + sizeof key - 1);
+			return;
+		}
+}
+
+void ka_options_help(int fd)
+{
+	char mem[4096];
+	struct ka_buf b = {mem, 0, sizeof mem};
+	for (size_t i = 0; i < sizeof options / sizeof *options; i++) {
+		ka_buf_str(&b, "  ");
+		ka_buf_ustr(&b, options[i].name, 16);
+		ka_buf_str(&b, options[i].help);
+		ka_buf_str(&b, "\n");
+	}
+	ka_buf_flush(&b, fd);
+}

@@ -1,0 +1,205 @@
+/*
+ * os.c: the only file that talks to the kernel about memory (mmap, munmap,
+ * madvise, mremap, brk). See os.h for the contract.
+ *
+ * brk is opt-in (page_source:brk). The break is shared with anything else in
+ * the process that calls sbrk, so kalloc grows it only under os_lock, checks
+ * that the break was where it looked, and shrinks it only when the top of
+ * the break is still the end of kalloc's last piece.
+ */
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static pthread_mutex_t os_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t brk_end; /* end of kalloc's last brk piece, 0 if none */
+static bool brk_failed;   /* the break could not grow once: stop trying */
+static bool (*fail_hook)(void);
+static size_t mapped_heap, mapped_meta;
+
+void ka_os_set_fail_hook(bool (*hook)(void)) { fail_hook = hook; }
+size_t ka_os_mapped_heap(void) { return __atomic_load_n(&mapped_heap, __ATOMIC_RELAXED); }
+size_t ka_os_mapped_meta(void) { return __atomic_load_n(&mapped_meta, __ATOMIC_RELAXED); }
+
+static void count(size_t *c, size_t add, bool sub)
+{
+	if (sub)
+		__atomic_fetch_sub(c, add, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_add(c, add, __ATOMIC_RELAXED);
+}
+
+static bool failing(void)
+{
+	bool (*h)(void) = fail_hook;
+	if (h && h()) {
+		errno = ENOMEM;
+		return true;
+	}
+	return false;
+}
+
+static void *map_raw(size_t size, int flags)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * mmap aligned: the kernel usually places a new mapping right below the last
+ * one, so a mapping of a multiple of the alignment is often aligned already;
+ * when it is not, map size + align and cut off both ends.
+ */
+static void *map_aligned(size_t size, size_t align, int flags)
+{
+	if (failing())
+		return NULL;
+	char *p = map_raw(size, flags);
+	if (!p || ((uintptr_t)p & (align - 1)) == 0)
+		return p;
+	munmap(p, size);
+	size_t over = size + align - KA_PAGE_SIZE;
+	if (over < size)
+		return NULL;
+	p = map_raw(over, flags);
+	if (!p)
+		return NULL;
+	char *a = (char *)(((uintptr_t)p + align - 1) & ~(align - 1));
+	size_t lead = (size_t)(a - p), trail = over - lead - size;
+	if (lead)
+		munmap(p, lead);
+	if (trail)
+		munmap(a + size, trail);
+	return a;
+}
+
+static void *brk_grow(size_t size, size_t align)
+{
+	void *r = NULL;
+	pthread_mutex_lock(&os_lock);
+	if (brk_failed)
+		goto out;
+	char *cur = sbrk(0);
+	if (cur == (char *)-1)
+		goto fail;
+	uintptr_t a = ((uintptr_t)cur + align - 1) & ~(align - 1);
+	size_t inc = a - (uintptr_t)cur + size;
+	if (inc < size || (intptr_t)inc < 0)
+		goto fail;
+	char *old = sbrk((intptr_t)inc);
+	if (old == (char *)-1)
+		goto fail;
+	if (old != cur) {
+		/* Someone moved the break between our two calls: undo if we can. */
+		if ((char *)sbrk(0) == old + inc)
+			sbrk(-(intptr_t)inc);
+		goto out;
+	}
+	brk_end = a + size;
+	r = (void *)a;
+	goto out;
+fail:
+	brk_failed = true;
+out:
+	pthread_mutex_unlock(&os_lock);
+	return r;
+}
+
+void *ka_os_map_aligned(size_t size, size_t align, int *source)
+{
+	void *p;
+	if (ka_opt.page_source == KA_PAGE_SOURCE_BRK && !failing()) {
+		p = brk_grow(size, align);
+		if (p) {
+			*source = KA_SRC_BRK;
+			count(&mapped_heap, size, false);
+			return p;
+		}
+	}
+	p = map_aligned(size, align, 0);
+	if (p) {
+		*source = KA_SRC_MMAP;
+		count(&mapped_heap, size, false);
+	}
+	return p;
+}
+
+void *ka_os_map_meta(size_t size, size_t align)
+{
+	void *p = map_aligned(size, align, MAP_NORESERVE);
+	if (p)
+		count(&mapped_meta, size, false);
+	return p;
+}
+
+int ka_os_unmap(void *addr, size_t size, int source, bool *kept)
+{
+	*kept = false;
+	if (source == KA_SRC_BRK) {
+		int err = 0;
+		pthread_mutex_lock(&os_lock);
+		if ((uintptr_t)addr + size == brk_end && (char *)sbrk(0) == (char *)brk_end &&
+		    sbrk(-(intptr_t)size) != (void *)-1) {
+			brk_end = (uintptr_t)addr;
+			count(&mapped_heap, size, true);
+		} else {
+			*kept = true;
+			err = ka_os_purge(addr, size);
+		}
+		pthread_mutex_unlock(&os_lock);
+		return err;
+	}
+	if (munmap(addr, size) != 0)
+		return errno;
+	count(&mapped_heap, size, true);
+	return 0;
+}
+
+int ka_os_purge(void *addr, size_t size)
+{
+	return madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+void *ka_os_remap(void *addr, size_t old_size, size_t new_size, size_t align)
+{
+	if (new_size > old_size && failing())
+		return NULL;
+	void *p = mremap(addr, old_size, new_size, 0);
+	if (p == MAP_FAILED) {
+		/* Move it to a fresh aligned range, reserved first, replaced by mremap. */
+		void *dst = map_aligned(new_size, align, MAP_NORESERVE);
+		if (!dst)
+			return NULL;
+		p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+		if (p == MAP_FAILED) {
+			munmap(dst, new_size);
+			return NULL;
+		}
+	}
+	if (new_size > old_size)
+		count(&mapped_heap, new_size - old_size, false);
+	else
+		count(&mapped_heap, old_size - new_size, true);
+	return p;
+}
+
+void ka_os_prefork(void) { pthread_mutex_lock(&os_lock); }
+
+void ka_os_postfork(bool child)
+{
+	if (child)
+		pthread_mutex_init(&os_lock, NULL);
+	else
+		pthread_mutex_unlock(&os_lock);
+}
+
+uint64_t ka_os_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

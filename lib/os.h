@@ -1,0 +1,60 @@
+/*
+ * os.h: the contract of the OS layer (os.c), the only code in kalloc that
+ * calls mmap, munmap, madvise, mremap and brk.
+ *
+ * Every function returns NULL or an errno value on failure and never crashes
+ * on one; sizes and addresses passed in are multiples of the page size.
+ * Memory returned by a map call is readable, writable and zero-filled.
+ */
+#ifndef KALLOC_OS_H
+#define KALLOC_OS_H
+
+#include "types.h"
+
+/*
+ * Map `size` bytes aligned to `align` (a power of two, >= page size) for the
+ * heap, from the page source the options chose (brk, then mmap if brk cannot
+ * grow; or mmap only). *source tells which one served it.
+ * Post: NULL (and nothing mapped) or an aligned, zeroed, writable range.
+ */
+void *ka_os_map_aligned(size_t size, size_t align, int *source);
+
+/*
+ * Map `size` bytes with MAP_NORESERVE for metadata that is touched sparsely
+ * (map leaves, chunk descriptors). Aligned to `align` (power of two).
+ */
+void *ka_os_map_meta(size_t size, size_t align);
+
+/*
+ * Give a range back. An mmap range is unmapped; a brk range is released only
+ * when it is the top of the break and the break is still where kalloc left
+ * it (other code may have moved it); otherwise it is purged and 0 returned
+ * with *kept set, so the caller knows the address space is still its own.
+ */
+int ka_os_unmap(void *addr, size_t size, int source, bool *kept);
+
+/* MADV_DONTNEED: the range stays mapped and reads as zero afterwards. */
+int ka_os_purge(void *addr, size_t size);
+
+/*
+ * Resize a mapping made by ka_os_map_aligned(..., KA_SRC_MMAP). In place if
+ * the kernel can; otherwise moved to a fresh range aligned to `align`.
+ * Post: the new address, or NULL with the old mapping intact.
+ */
+void *ka_os_remap(void *addr, size_t old_size, size_t new_size, size_t align);
+
+/* Milliseconds of CLOCK_MONOTONIC, for purge ages. */
+uint64_t ka_os_now_ms(void);
+
+/* Test hook: when set and returning true, the next map call fails (ENOMEM). */
+void ka_os_set_fail_hook(bool (*hook)(void));
+
+/* Fork: take the OS lock before fork, release (parent) or reset (child) after. */
+void ka_os_prefork(void);
+void ka_os_postfork(bool child);
+
+/* Counters of the OS layer, bytes currently mapped for the heap and meta. */
+size_t ka_os_mapped_heap(void);
+size_t ka_os_mapped_meta(void);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * pagemap.c: the process-wide address map of DESIGN.md decision 2, which
+ * answers "is this address kalloc's, and which page is it?" without ever
+ * reading the address asked about.
+ *
+ * Invariants:
+ *  - every root slot points to a leaf; slots not yet needed point to the
+ *    shared all-zero empty_leaf, so a lookup needs no NULL test;
+ *  - leaves are mapped with MAP_NORESERVE and never freed, so a lookup that
+ *    races with a change reads valid memory;
+ *  - entries change under map_lock and are read with relaxed loads: a reader
+ *    that sees a stale entry was asking about memory that is not live (a
+ *    use after free), and gets metadata that is stale but mapped.
+ */
+#include "internal.h"
+
+static struct ka_map_leaf empty_leaf;
+struct ka_map_leaf *ka_map_root[KA_MAP_ROOT_SIZE] = {[0 ... KA_MAP_ROOT_SIZE - 1] = &empty_leaf};
+static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int ka_map_set(uintptr_t base, size_t size, uintptr_t entry)
+{
+	int err = 0;
+	if (size == 0 || base >= KA_ADDR_LIMIT || size > KA_ADDR_LIMIT - base)
+		return 22; /* EINVAL: not a user address range */
+	uintptr_t first = base >> KA_CHUNK_SHIFT, last = (base + size - 1) >> KA_CHUNK_SHIFT;
+	pthread_mutex_lock(&map_lock);
+	for (uintptr_t g = first; g <= last; g++) {
+		struct ka_map_leaf **slot = &ka_map_root[g >> KA_MAP_LEAF_BITS];
+		struct ka_map_leaf *leaf = *slot;
+		if (leaf == &empty_leaf) {
+			if (!entry)
+				continue;
+			leaf = ka_meta_alloc(sizeof *leaf, KA_PAGE_SIZE);
+			if (!leaf) {
+				err = 12; /* ENOMEM */
+				break;
+			}
+			__atomic_store_n(slot, leaf, __ATOMIC_RELEASE);
+		}
+		__atomic_store_n(&leaf->entry[g & (KA_MAP_LEAF_SIZE - 1)], entry, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&map_lock);
+	return err;
+}
+
+void ka_map_prefork(void) { pthread_mutex_lock(&map_lock); }
+
+void ka_map_postfork(bool child)
+{
+	if (child)
+		pthread_mutex_init(&map_lock, NULL);
+	else
+		pthread_mutex_unlock(&map_lock);
+}

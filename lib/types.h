@@ -1,0 +1,266 @@
+/*
+ * types.h: every structure and constant of kalloc's core, and the static
+ * assertions that tie the constants together.
+ *
+ * Address space layout, bottom up:
+ *   page   4 KiB, the unit of the buddy allocator;
+ *   block  2^order pages (order 0..KA_MAX_ORDER), aligned to its own size;
+ *   chunk  one block of order KA_MAX_ORDER (4 MiB), the unit kalloc takes from
+ *          the OS and the granule of the address map. Its page descriptors live
+ *          outside it, in metadata (struct ka_chunk), so that a whole chunk is
+ *          one buddy block and free() never reads the memory it is asked about.
+ */
+#ifndef KALLOC_TYPES_H
+#define KALLOC_TYPES_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define KA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define KA_NOINLINE __attribute__((noinline))
+#define KA_COLD __attribute__((cold))
+#define KA_INLINE static inline __attribute__((always_inline))
+
+#ifndef KA_DEBUG
+#define KA_DEBUG 0
+#endif
+
+/* ---------------------------------------------------------------- pages */
+#define KA_PAGE_SHIFT 12
+#define KA_PAGE_SIZE ((size_t)1 << KA_PAGE_SHIFT)
+
+/*
+ * MAX_ORDER 10: the largest block is 1024 pages (4 MiB), as in Linux. It is
+ * large enough to serve the whole large-object range (up to
+ * KA_LARGE_MAX = 1 MiB, order 8) and the biggest slabs with room to split,
+ * and small enough that one chunk's descriptors (64 KiB) and the address
+ * map's leaves stay small and that one idle chunk is little to hold.
+ */
+#define KA_MAX_ORDER 10
+#define KA_NR_ORDERS (KA_MAX_ORDER + 1)
+#define KA_CHUNK_SHIFT (KA_PAGE_SHIFT + KA_MAX_ORDER)
+#define KA_CHUNK_SIZE ((size_t)1 << KA_CHUNK_SHIFT)
+#define KA_CHUNK_PAGES ((size_t)1 << KA_MAX_ORDER)
+
+/* Blocks of this order or more are purged by age; smaller ones only by trim. */
+#define KA_PURGE_MIN_ORDER 4
+
+/* ---------------------------------------------------------- address map */
+/*
+ * The map is a two-level radix tree over the 47-bit user address space,
+ * keyed by chunk number (address >> KA_CHUNK_SHIFT): 12 bits of root, 13 of
+ * leaf. Addresses at or above 2^47 (non-canonical, or kernel) are rejected
+ * before indexing.
+ */
+#define KA_ADDR_BITS 47
+#define KA_ADDR_LIMIT ((uintptr_t)1 << KA_ADDR_BITS)
+#define KA_MAP_ROOT_BITS 12
+#define KA_MAP_LEAF_BITS (KA_ADDR_BITS - KA_CHUNK_SHIFT - KA_MAP_ROOT_BITS)
+#define KA_MAP_ROOT_SIZE ((size_t)1 << KA_MAP_ROOT_BITS)
+#define KA_MAP_LEAF_SIZE ((size_t)1 << KA_MAP_LEAF_BITS)
+
+/*
+ * A map entry is 0 (not kalloc's), a struct ka_chunk pointer with
+ * KA_MAP_CHUNK set (a buddy chunk: page descriptors follow), or a struct
+ * ka_huge pointer with KA_MAP_HUGE set (a dedicated mapping; the entry is
+ * repeated for every chunk-sized granule the mapping touches).
+ */
+#define KA_MAP_CHUNK ((uintptr_t)1)
+#define KA_MAP_HUGE ((uintptr_t)2)
+#define KA_MAP_TAGS ((uintptr_t)3)
+
+struct ka_map_leaf {
+	uintptr_t entry[KA_MAP_LEAF_SIZE];
+};
+
+/* --------------------------------------------------------------- lists */
+/* Circular doubly linked list with a sentinel; an empty list points at itself. */
+struct ka_list {
+	struct ka_list *next, *prev;
+};
+
+/* ---------------------------------------------------------------- slabs */
+struct ka_cache;
+
+/*
+ * A slab is one buddy block of 2^cache->order pages holding cache->objs
+ * objects at multiples of cache->slot from its start. Its state lives in the
+ * descriptor of its head page. State table (changed under cache->lock):
+ *
+ *   list        freelist   remote      inuse
+ *   empty       full       empty       0
+ *   partial     any        any         0 < inuse, and freelist or remote
+ *                                       non-empty when last looked at
+ *   full        NULL       empty       objs (when last looked at)
+ *
+ * A remote free may push onto `remote` at any time without the lock; the
+ * one that finds it empty takes the lock and moves a full slab to partial,
+ * so a slab with pending remote frees is never left on the full list.
+ * Objects on `remote` still count in `inuse` until collected.
+ */
+struct ka_slab {
+	struct ka_cache *cache;
+	void *freelist;      /* encoded links (ka_link_encode) */
+	struct ka_list node; /* on cache->partial, ->full or ->empty */
+	void *remote;        /* lock-free stack of objects freed by other threads */
+	uint32_t inuse;      /* objects not on freelist */
+	uint8_t list;        /* KA_SLAB_EMPTY / PARTIAL / FULL */
+};
+
+enum { KA_SLAB_EMPTY, KA_SLAB_PARTIAL, KA_SLAB_FULL };
+
+/* --------------------------------------------------- page descriptors */
+/*
+ * Page kinds. Only a block's head page carries its kind; every other page of
+ * a block is KA_PG_TAIL, with `head` naming the head's index in the chunk.
+ * Slab pages are the exception that the free fast path needs: every page of
+ * a slab carries the slab's `tag`.
+ */
+enum ka_page_kind {
+	KA_PG_TAIL = 0, /* not the head of a block */
+	KA_PG_FREE,     /* head of a free buddy block on free_area[order] */
+	KA_PG_SLAB,     /* head of a slab */
+	KA_PG_LARGE,    /* head of a large block handed to a program */
+	KA_PG_RAW,      /* head of a block handed out by ka_buddy_alloc alone */
+};
+
+/* Page flags. */
+#define KA_PGF_CLEAN 0x1 /* free block: not resident, reads as zero */
+
+/*
+ * struct ka_page: one per page of every chunk, 64 bytes (a cache line, so
+ * that two slabs' heads never share one).
+ *
+ * tag: 0 unless the page belongs to a slab of a kmalloc class; then
+ * (owner << 8 | class), owner being the id of the thread cache that last
+ * refilled from the slab. free() reads it with one relaxed load: a match
+ * with the caller's id means "push into my cache", anything else goes slow.
+ */
+struct ka_page {
+	uint32_t tag;
+	uint8_t kind;
+	uint8_t order; /* of the block this page heads */
+	uint8_t flags;
+	uint8_t pad0;
+	uint32_t head;   /* index in the chunk of the head of this page's block */
+	uint32_t npages; /* large: pages handed out from this head */
+	union {
+		struct {
+			struct ka_list node; /* on free_area[order].list[clean] */
+			uint64_t freed_ms;   /* when it last became free and dirty */
+		} free;
+		struct ka_slab slab;
+		struct {
+			size_t size; /* bytes the program asked for (rounded up) */
+		} large;
+	};
+};
+
+/*
+ * struct ka_chunk: the metadata of one chunk, kept outside the chunk and
+ * aligned to KA_CHUNK_META_ALIGN, so that a page descriptor finds its chunk
+ * by masking. Chunk metadata is recycled, never unmapped: a stale pointer's
+ * map lookup may race with an unmap and must still read valid memory.
+ */
+struct ka_chunk {
+	uintptr_t base;      /* address of page 0 */
+	struct ka_list node; /* on the zone's chunk list, or its free metadata list */
+	uint32_t nfree;      /* pages in free blocks */
+	uint8_t source;      /* KA_SRC_MMAP or KA_SRC_BRK */
+	uint8_t pad[64 - sizeof(uintptr_t) - sizeof(struct ka_list) - 5];
+	struct ka_page pages[KA_CHUNK_PAGES];
+};
+#define KA_CHUNK_META_ALIGN ((size_t)128 << 10)
+
+enum { KA_SRC_MMAP, KA_SRC_BRK };
+
+/* ------------------------------------------------------------- buddy */
+struct ka_free_area {
+	/* [0] dirty (resident) blocks, newest first; [1] clean (returned) ones. */
+	struct ka_list list[2];
+	size_t nr[2];
+};
+
+/* ------------------------------------------------------- huge mappings */
+/*
+ * A dedicated mapping for a block larger than KA_LARGE_MAX. It starts on a
+ * chunk boundary, so that no two of kalloc's regions share a map granule;
+ * the map entry of every granule it touches points here, and lookups check
+ * the bounds, since the end of its last granule may belong to anyone.
+ */
+struct ka_huge {
+	uintptr_t base;
+	size_t map_size;     /* bytes mapped, a multiple of the page size */
+	size_t size;         /* bytes asked for */
+	struct ka_list node; /* on the cache of freed mappings */
+	uint64_t freed_ms;
+	uint8_t state;       /* KA_HUGE_LIVE / KA_HUGE_CACHED */
+};
+enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
+
+/* ----------------------------------------------------------- size classes */
+#define KA_NR_CLASSES 34 /* class 0 is "none"; 1..33 are the kmalloc classes */
+#define KA_SMALL_MAX 8192
+#define KA_SMALL_ALIGN_MAX 4096
+#define KA_LARGE_MAX ((size_t)1 << 20)
+
+struct ka_class {
+	uint32_t size;     /* object size and stride */
+	uint8_t order;     /* slab order */
+	uint16_t objs;     /* objects per slab */
+	uint32_t slab_mask;/* slab bytes - 1 */
+	uint64_t div;      /* ceil(2^64 / size): n % size == 0 iff n * div < div */
+	char name[16];     /* "kmalloc-96" */
+};
+
+/* --------------------------------------------------------------- caches */
+#define KA_CACHE_NAME_MAX 32
+
+struct ka_cache {
+	pthread_mutex_t lock;
+	struct ka_list partial, full, empty;
+	size_t nr_partial, nr_full, nr_empty;
+	size_t nr_slabs_total;  /* slabs ever created, for stats */
+	size_t active_objs;     /* objects handed out of slabs (incl. thread caches) */
+	uint32_t size;          /* object size asked for */
+	uint32_t slot;          /* stride between objects */
+	uint32_t align;
+	uint32_t link_off;      /* where a free object keeps its link */
+	uint32_t objs;          /* objects per slab */
+	uint8_t order;
+	uint8_t cls;            /* kmalloc class, 0 for a user cache */
+	uint32_t flags;
+	void (*ctor)(void *);
+	struct ka_list node;    /* on the list of all caches */
+	char name[KA_CACHE_NAME_MAX];
+};
+
+/* -------------------------------------------------------- thread caches */
+struct ka_bin {
+	void *head;     /* encoded singly linked list */
+	uint32_t count;
+	uint32_t max;   /* 0 in the empty cache, so every free goes slow */
+};
+
+struct ka_tcache {
+	struct ka_bin bins[KA_NR_CLASSES];
+	uint32_t id;           /* owner id in slab tags; 0 = no cache */
+	struct ka_list node;   /* on the list of live thread caches */
+	uint64_t nmalloc, nfree; /* folded into the totals on refill/flush */
+};
+
+/* The address of a thread's cache id fits the tag's 24 owner bits. */
+#define KA_TCACHE_ID_MAX ((1u << 24) - 1)
+
+_Static_assert(sizeof(struct ka_page) == 64, "page descriptor is a cache line");
+_Static_assert(sizeof(struct ka_chunk) == 64 + 64 * KA_CHUNK_PAGES, "chunk header is 64 bytes");
+_Static_assert(sizeof(struct ka_chunk) <= KA_CHUNK_META_ALIGN, "chunk metadata fits its slot");
+_Static_assert(KA_CHUNK_SHIFT + KA_MAP_ROOT_BITS + KA_MAP_LEAF_BITS == KA_ADDR_BITS,
+	       "the map covers the user address space");
+_Static_assert((KA_LARGE_MAX >> KA_PAGE_SHIFT) <= KA_CHUNK_PAGES, "large blocks fit a chunk");
+_Static_assert(KA_SMALL_MAX < KA_LARGE_MAX, "large starts above small");
+
+#endif

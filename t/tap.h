@@ -1,0 +1,88 @@
+/*
+ * tap.h: the Test Anything Protocol, as small as it goes. stdout is a pipe
+ * under automake's driver, so every line is flushed at once (a forked child
+ * would print buffered lines twice); children leave with _exit.
+ */
+#ifndef KALLOC_TAP_H
+#define KALLOC_TAP_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static int tap_n, tap_failed;
+
+static inline void plan(int n)
+{
+	printf("1..%d\n", n);
+	fflush(stdout);
+}
+
+static inline void plan_skip_all(const char *why)
+{
+	printf("1..0 # SKIP %s\n", why);
+	fflush(stdout);
+	exit(0);
+}
+
+static inline void diag(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("# ");
+	vprintf(fmt, ap);
+	printf("\n");
+	fflush(stdout);
+	va_end(ap);
+}
+
+static inline int ok(int cond, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
+	vprintf(fmt, ap);
+	printf("\n");
+	fflush(stdout);
+	va_end(ap);
+	if (!cond)
+		tap_failed++;
+	return cond;
+}
+
+static inline void skip(const char *why)
+{
+	printf("ok %d # SKIP %s\n", ++tap_n, why);
+	fflush(stdout);
+}
+
+/* Plan printed at the end, for tests whose count depends on the run. */
+static inline int done_testing(void)
+{
+	printf("1..%d\n", tap_n);
+	fflush(stdout);
+	return tap_failed ? 1 : 0;
+}
+
+/* Seed for randomized tests: KALLOC_TEST_SEED replays a run. */
+static inline unsigned long test_seed(void)
+{
+	const char *s = getenv("KALLOC_TEST_SEED");
+	unsigned long seed = s ? strtoul(s, NULL, 0) : (unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16);
+	printf("# seed=%lu (KALLOC_TEST_SEED=%lu replays it)\n", seed, seed);
+	fflush(stdout);
+	return seed;
+}
+
+/* xorshift64*: the tests' own generator, so a seed replays everywhere. */
+static inline unsigned long long rnd(unsigned long long *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+#endif
