@@ -365,6 +365,18 @@ static struct ka_page *free_block_at(struct ka_chunk *c, size_t idx)
 	return NULL;
 }
 
+bool ka_buddy_page_is_free(const void *p)
+{
+	struct ka_page *pg = ka_map_page(p);
+	if (!pg)
+		return false;
+	struct ka_chunk *c = ka_page_chunk(pg);
+	pthread_mutex_lock(&zone.lock);
+	bool is_free = free_block_at(c, (size_t)(pg - c->pages)) != NULL;
+	pthread_mutex_unlock(&zone.lock);
+	return is_free;
+}
+
 bool ka_buddy_grow_pages(void *addr, size_t old_npages, size_t new_npages)
 {
 	struct ka_page *pg = used_head(addr, "ka_buddy_grow_pages");

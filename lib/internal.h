@@ -143,6 +143,8 @@ void ka_buddy_free(void *addr, unsigned order);
  */
 void *ka_buddy_alloc_pages(size_t npages, unsigned kind, bool *zero);
 void ka_buddy_free_pages(void *addr, size_t npages);
+/* Is the page holding p in a free block? (Tells a double free from a wild pointer.) */
+bool ka_buddy_page_is_free(const void *p);
 /* Grow a block from ka_buddy_alloc_pages in place if the pages after it are free. */
 bool ka_buddy_grow_pages(void *addr, size_t old_npages, size_t new_npages);
 /* Shrink it in place: the pages past new_npages go back. */
@@ -166,5 +168,93 @@ void ka_buddy_stats(struct ka_buddy_stats *st);
 void ka_buddy_validate(void);
 void ka_buddy_prefork(void);
 void ka_buddy_postfork(bool child);
+
+/* ---------------------------------------------------------------- sizeclass.c */
+extern struct ka_class ka_classes[KA_NR_CLASSES];
+/* Size -> class for sizes 0..KA_SMALL_MAX, indexed by (size + 7) / 8. */
+extern uint8_t ka_size_class[KA_SMALL_MAX / 8 + 1];
+void ka_sizeclass_init(void);
+/* The slab order for objects of `slot` bytes, by the rule atop sizeclass.c. */
+unsigned ka_slab_order(size_t slot, unsigned max_order, unsigned *objs);
+/* "prefix" + size, in the kernel's way: kmalloc-96, kmalloc-1k. */
+void ka_class_name(char *out, size_t cap, const char *prefix, size_t size);
+/* The smallest class holding `size` bytes aligned to `align`; 0 if none. */
+unsigned ka_class_for_align(size_t size, size_t align);
+
+/* --------------------------------------------------------------------- slab.c */
+#define KA_CACHE_HWCACHE_ALIGN 0x2000u /* as SLAB_HWCACHE_ALIGN */
+#define KA_CACHE_FLAGS KA_CACHE_HWCACHE_ALIGN
+
+extern struct ka_cache ka_kmalloc[KA_NR_CLASSES];
+extern uintptr_t ka_secret;  /* random; scrambles free-list links */
+extern uint64_t ka_free_key; /* random; marks free objects (second word) */
+
+/*
+ * Free-list links are stored as next ^ (where >> 12) ^ ka_secret, as glibc's
+ * safe-linking does plus a secret, so a write after free cannot aim the next
+ * allocation at a chosen address; a link that decodes to a misaligned or
+ * foreign address is caught when the list is consumed.
+ */
+KA_INLINE void *ka_link_encode(const void *next, const void *where)
+{
+	return (void *)((uintptr_t)next ^ ((uintptr_t)where >> 12) ^ ka_secret);
+}
+KA_INLINE void *ka_link_decode(const void *link, const void *where)
+{
+	return (void *)((uintptr_t)link ^ ((uintptr_t)where >> 12) ^ ka_secret);
+}
+
+struct ka_cache_info {
+	size_t active_objs, num_objs, active_slabs, num_slabs;
+};
+
+void ka_slab_init(void);
+int ka_cache_setup(struct ka_cache *c, const char *name, size_t size, size_t align,
+		   unsigned flags, void (*ctor)(void *), unsigned cls);
+struct ka_cache *ka_cache_create(const char *name, size_t size, size_t align, unsigned flags,
+				 void (*ctor)(void *));
+/* 0, or EBUSY when objects are still live (the cache is then kept). */
+int ka_cache_destroy(struct ka_cache *c);
+/* The slab holding p, for any address inside a slab; NULL otherwise. */
+struct ka_slab *ka_slab_of(const void *p);
+/* Take up to n objects; tags the slabs they came from with owner (if not 0). */
+unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner);
+void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n);
+void ka_slab_free_remote(struct ka_slab *s, void *obj);
+bool ka_slab_holds_free(struct ka_slab *s, void *obj);
+void *ka_cache_alloc(struct ka_cache *c);
+void ka_cache_free(struct ka_cache *c, void *obj, const char *func);
+/* Collect remote frees and give empty slabs back (all of them, or beyond the reserve). */
+void ka_cache_shrink(struct ka_cache *c, bool all);
+void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info);
+void ka_slab_validate(struct ka_cache *c);
+void ka_slabinfo_print(int fd, bool all);
+void ka_slab_prefork(void);
+void ka_slab_postfork(bool child);
+
+/* -------------------------------------------------------------------- large.c */
+/* size > KA_SMALL_MAX, or any size with align > KA_SMALL_ALIGN_MAX. NULL if refused. */
+void *ka_large_alloc(size_t size, size_t align, bool zero);
+void ka_large_free(void *p, const char *func);
+size_t ka_large_usable(void *p, const char *func);
+/* Resize in place (or by mremap); NULL if it cannot, p then intact. */
+void *ka_large_resize(void *p, size_t size, const char *func);
+void ka_large_purge(bool all);
+struct ka_large_stats {
+	size_t nr_huge, huge_bytes;     /* live dedicated mappings */
+	size_t nr_cached, cached_bytes; /* freed ones kept for reuse */
+};
+void ka_large_stats(struct ka_large_stats *st);
+void ka_large_prefork(void);
+void ka_large_postfork(bool child);
+
+/* --------------------------------------------------------------------- init.c */
+extern bool ka_ready;
+void ka_init_slow(void);
+KA_INLINE void ka_init(void)
+{
+	if (KA_UNLIKELY(!__atomic_load_n(&ka_ready, __ATOMIC_ACQUIRE)))
+		ka_init_slow();
+}
 
 #endif

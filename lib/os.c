@@ -120,7 +120,12 @@ void *ka_os_map_aligned(size_t size, size_t align, int *source)
 			return p;
 		}
 	}
-	p = map_aligned(size, align, 0);
+	return ka_os_map_region(size, align, source);
+}
+
+void *ka_os_map_region(size_t size, size_t align, int *source)
+{
+	void *p = map_aligned(size, align, 0);
 	if (p) {
 		*source = KA_SRC_MMAP;
 		count(&mapped_heap, size, false);

@@ -19,6 +19,9 @@
  */
 void *ka_os_map_aligned(size_t size, size_t align, int *source);
 
+/* As ka_os_map_aligned, but always from mmap (for mappings that may be remapped). */
+void *ka_os_map_region(size_t size, size_t align, int *source);
+
 /*
  * Map `size` bytes with MAP_NORESERVE for metadata that is touched sparsely
  * (map leaves, chunk descriptors). Aligned to `align` (power of two).

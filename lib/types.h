@@ -96,16 +96,25 @@ struct ka_cache;
  *                                       non-empty when last looked at
  *   full        NULL       empty       objs (when last looked at)
  *
- * A remote free may push onto `remote` at any time without the lock; the
- * one that finds it empty takes the lock and moves a full slab to partial,
- * so a slab with pending remote frees is never left on the full list.
- * Objects on `remote` still count in `inuse` until collected.
+ * Remote frees (DESIGN.md decision 5) push onto `remote` without the lock,
+ * with one compare-and-swap. `remote` is a stack pointer whose bit 0
+ * (KA_REMOTE_BUSY) says "a freer is on its way to settle this slab":
+ *  - a freer that finds `remote` == 0 sets the bit with its push, takes the
+ *    lock, moves the slab to the list its state asks for, and clears the bit;
+ *    every other freer only pushes. So a slab with pending remote frees is
+ *    never left on the full list (not for longer than that freer takes).
+ *  - collectors (under the lock) take the objects and keep the bit;
+ *  - a slab goes back to the buddy only with inuse == 0 and remote == 0, so
+ *    no freer can still be touching it. Objects on `remote` count in `inuse`
+ *    until collected.
  */
+#define KA_REMOTE_BUSY ((uintptr_t)1)
+
 struct ka_slab {
 	struct ka_cache *cache;
 	void *freelist;      /* encoded links (ka_link_encode) */
 	struct ka_list node; /* on cache->partial, ->full or ->empty */
-	void *remote;        /* lock-free stack of objects freed by other threads */
+	uintptr_t remote;    /* objects freed by other threads | KA_REMOTE_BUSY */
 	uint32_t inuse;      /* objects not on freelist */
 	uint8_t list;        /* KA_SLAB_EMPTY / PARTIAL / FULL */
 };
@@ -134,9 +143,9 @@ enum ka_page_kind {
  * struct ka_page: one per page of every chunk, 64 bytes (a cache line, so
  * that two slabs' heads never share one).
  *
- * tag: 0 unless the page belongs to a slab of a kmalloc class; then
- * (owner << 8 | class), owner being the id of the thread cache that last
- * refilled from the slab. free() reads it with one relaxed load: a match
+ * tag: 0 unless the page belongs to a slab; then (owner << 8 | class), the
+ * class being a kmalloc class or KA_CLASS_USER, and owner the id of the
+ * thread cache that last refilled from the slab (0: none). free() reads it with one relaxed load: a match
  * with the caller's id means "push into my cache", anything else goes slow.
  */
 struct ka_page {
@@ -205,6 +214,8 @@ enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
 #define KA_NR_CLASSES 34 /* class 0 is "none"; 1..33 are the kmalloc classes */
 #define KA_SMALL_MAX 8192
 #define KA_SMALL_ALIGN_MAX 4096
+#define KA_SLAB_MAX_ORDER 3
+#define KA_CLASS_USER 0xff /* tag class of a user cache's slab pages */
 #define KA_LARGE_MAX ((size_t)1 << 20)
 
 struct ka_class {
@@ -232,7 +243,8 @@ struct ka_cache {
 	uint32_t objs;          /* objects per slab */
 	uint8_t order;
 	uint8_t cls;            /* kmalloc class, 0 for a user cache */
-	uint32_t flags;
+	uint32_t flags;         /* KA_CACHE_* */
+	uint32_t reserve;       /* empty slabs kept rather than given back */
 	void (*ctor)(void *);
 	struct ka_list node;    /* on the list of all caches */
 	char name[KA_CACHE_NAME_MAX];
@@ -247,13 +259,18 @@ struct ka_bin {
 
 struct ka_tcache {
 	struct ka_bin bins[KA_NR_CLASSES];
-	uint32_t id;           /* owner id in slab tags; 0 = no cache */
+	uint32_t id;           /* owner id in slab tags */
 	struct ka_list node;   /* on the list of live thread caches */
 	uint64_t nmalloc, nfree; /* folded into the totals on refill/flush */
 };
 
-/* The address of a thread's cache id fits the tag's 24 owner bits. */
-#define KA_TCACHE_ID_MAX ((1u << 24) - 1)
+/*
+ * Thread cache ids fit the tag's 24 owner bits. 0 is "no owner" (fresh
+ * slabs, user caches); the empty cache of a thread that has none has an id
+ * no slab is ever tagged with, so its every free goes slow.
+ */
+#define KA_TCACHE_ID_NONE ((1u << 24) - 1)
+#define KA_TCACHE_ID_MAX (KA_TCACHE_ID_NONE - 1)
 
 _Static_assert(sizeof(struct ka_page) == 64, "page descriptor is a cache line");
 _Static_assert(sizeof(struct ka_chunk) == 64 + 64 * KA_CHUNK_PAGES, "chunk header is 64 bytes");

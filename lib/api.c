@@ -1,0 +1,333 @@
+/*
+ * api.c: the exported malloc family, thin over the layers below. The only
+ * file that sets errno and the only one that exports symbols.
+ *
+ * Compiled twice: in the core with prefixed names (kalloc_malloc, ...), which
+ * the unit tests call; and by preload.c with KA_PRELOAD defined, giving the
+ * standard names that libkalloc.so exports for LD_PRELOAD. The fast paths of
+ * malloc and free are inlined here from tcache.h in both builds.
+ *
+ * Semantics follow glibc's where glibc documents them: NULL with ENOMEM on
+ * failure; calloc and reallocarray check overflow; realloc(p, 0) frees p
+ * and returns NULL; a failed realloc leaves the block intact; free keeps
+ * errno. Blocks of 16 bytes or more are 16-aligned; kmalloc-8 gives 8.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "kalloc.h"
+#include "tcache.h"
+
+#define KA_EXPORT __attribute__((visibility("default")))
+#ifdef KA_PRELOAD
+#define KA_API(name) name
+#else
+#define KA_API(name) kalloc_##name
+#endif
+#ifdef KA_PRELOAD
+/* C23 names glibc 2.36 does not declare yet. */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t align, size_t size);
+#endif
+
+/* ------------------------------------------------------------ helpers */
+
+static KA_NOINLINE void *malloc_slow(size_t n)
+{
+	void *p = n <= PTRDIFF_MAX ? ka_tcache_malloc_slow(n) : NULL;
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+static KA_NOINLINE void free_slow(void *p, const char *func)
+{
+	int saved = errno;
+	ka_tcache_free_slow(p, func);
+	errno = saved;
+}
+
+/* Usable bytes of a live block; misuse is fatal, naming func. */
+static size_t usable(void *p, const char *func)
+{
+	struct ka_slab *s = ka_slab_of(p);
+	if (!s)
+		return ka_large_usable(p, func);
+	ka_tcache_check_live(p, s, func);
+	return s->cache->size;
+}
+
+static void *alloc_aligned(size_t align, size_t size)
+{
+	if (align <= 16 && (align <= 8 || size > 8))
+		return KA_API(malloc)(size);
+	if (size > PTRDIFF_MAX) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ka_init();
+	unsigned cls = ka_class_for_align(size ? size : 1, align);
+	void *p = cls ? KA_API(malloc)(ka_classes[cls].size) : ka_large_alloc(size, align, false);
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+/* glibc's memalign: an alignment that is not a power of two is rounded up. */
+static void *memalign_glibc(size_t align, size_t size)
+{
+	if (align > SIZE_MAX / 2 + 1) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (align & (align - 1))
+		align = (size_t)1 << (64 - __builtin_clzl(align));
+	return alloc_aligned(align, size);
+}
+
+/* ------------------------------------------------------------ the family */
+
+KA_EXPORT void *KA_API(malloc)(size_t n)
+{
+	void *p = ka_tcache_malloc(n);
+	if (KA_LIKELY(p != NULL))
+		return p;
+	return malloc_slow(n);
+}
+
+KA_EXPORT void KA_API(free)(void *p)
+{
+	if (KA_LIKELY(ka_tcache_free(p)))
+		return;
+	free_slow(p, "free()");
+}
+
+KA_EXPORT void *KA_API(calloc)(size_t nmemb, size_t size)
+{
+	size_t n;
+	if (__builtin_mul_overflow(nmemb, size, &n) || n > PTRDIFF_MAX) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (n > KA_SMALL_MAX) {
+		ka_init();
+		void *p = ka_large_alloc(n, KA_PAGE_SIZE, true);
+		if (!p)
+			errno = ENOMEM;
+		return p;
+	}
+	void *p = KA_API(malloc)(n);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+KA_EXPORT void *KA_API(realloc)(void *p, size_t n)
+{
+	if (!p)
+		return KA_API(malloc)(n);
+	if (n == 0) {
+		free_slow(p, "realloc()");
+		return NULL;
+	}
+	size_t old = usable(p, "realloc()");
+	/* A slab object stays put while the smaller class would save under half. */
+	if (old <= KA_SMALL_MAX && n <= old && ka_classes[ka_size_class[(n + 7) >> 3]].size * 2 >= old)
+		return p;
+	if (old > KA_SMALL_MAX && n > KA_SMALL_MAX) {
+		void *q = ka_large_resize(p, n, "realloc()");
+		if (q)
+			return q;
+	}
+	if (n > PTRDIFF_MAX) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	void *q = KA_API(malloc)(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, n < old ? n : old);
+	KA_API(free)(p);
+	return q;
+}
+
+KA_EXPORT void *KA_API(reallocarray)(void *p, size_t nmemb, size_t size)
+{
+	size_t n;
+	if (__builtin_mul_overflow(nmemb, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return KA_API(realloc)(p, n);
+}
+
+KA_EXPORT int KA_API(posix_memalign)(void **out, size_t align, size_t size)
+{
+	if (align < sizeof(void *) || (align & (align - 1)))
+		return EINVAL;
+	int saved = errno;
+	void *p = alloc_aligned(align, size);
+	errno = saved;
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+KA_EXPORT void *KA_API(aligned_alloc)(size_t align, size_t size)
+{
+	return memalign_glibc(align, size);
+}
+
+KA_EXPORT void *KA_API(memalign)(size_t align, size_t size)
+{
+	return memalign_glibc(align, size);
+}
+
+KA_EXPORT void *KA_API(valloc)(size_t size) { return alloc_aligned(KA_PAGE_SIZE, size); }
+
+KA_EXPORT void *KA_API(pvalloc)(size_t size)
+{
+	size_t n = (size + KA_PAGE_SIZE - 1) & ~(KA_PAGE_SIZE - 1);
+	if (n < size) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return alloc_aligned(KA_PAGE_SIZE, n ? n : KA_PAGE_SIZE);
+}
+
+KA_EXPORT size_t KA_API(malloc_usable_size)(void *p)
+{
+	return p ? usable(p, "malloc_usable_size()") : 0;
+}
+
+KA_EXPORT void KA_API(free_sized)(void *p, size_t size)
+{
+	(void)size;
+	KA_API(free)(p);
+}
+
+KA_EXPORT void KA_API(free_aligned_sized)(void *p, size_t align, size_t size)
+{
+	(void)align;
+	(void)size;
+	KA_API(free)(p);
+}
+
+KA_EXPORT int KA_API(malloc_trim)(size_t pad)
+{
+	(void)pad;
+	ka_init();
+	ka_tcache_flush_all();
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
+		ka_cache_shrink(&ka_kmalloc[c], true);
+	ka_large_purge(true);
+	return ka_buddy_purge(true) > 0;
+}
+
+KA_EXPORT void KA_API(malloc_stats)(void)
+{
+	ka_init();
+	ka_slabinfo_print(2, false);
+	ka_buddy_print(2);
+}
+
+#ifdef KA_PRELOAD
+KA_EXPORT struct mallinfo2 mallinfo2(void)
+{
+	struct mallinfo2 mi;
+	memset(&mi, 0, sizeof mi);
+	ka_init();
+	struct ka_buddy_stats bs;
+	struct ka_large_stats ls;
+	ka_buddy_stats(&bs);
+	ka_large_stats(&ls);
+	mi.arena = bs.managed_pages << KA_PAGE_SHIFT;
+	mi.fordblks = bs.free_pages << KA_PAGE_SHIFT;
+	mi.uordblks = mi.arena - mi.fordblks;
+	mi.hblks = ls.nr_huge;
+	mi.hblkhd = ls.huge_bytes;
+	mi.fsmblks = ka_tcache_held_bytes();
+	mi.keepcost = 0;
+	return mi;
+}
+
+KA_EXPORT struct mallinfo mallinfo(void)
+{
+	struct mallinfo2 m2 = mallinfo2();
+	struct mallinfo mi;
+	memset(&mi, 0, sizeof mi);
+	mi.arena = (int)m2.arena;
+	mi.fordblks = (int)m2.fordblks;
+	mi.uordblks = (int)m2.uordblks;
+	mi.hblks = (int)m2.hblks;
+	mi.hblkhd = (int)m2.hblkhd;
+	mi.fsmblks = (int)m2.fsmblks;
+	return mi;
+}
+
+/* kalloc tunes itself through KALLOC_CONF; glibc's knobs are accepted and ignored. */
+KA_EXPORT int mallopt(int param, int value)
+{
+	(void)param;
+	(void)value;
+	return 1;
+}
+#else
+/* ------------------------------------------------------------ object caches */
+
+KA_EXPORT struct kmem_cache *kalloc_cache_create(const char *name, size_t size, size_t align,
+						 unsigned long flags, void (*ctor)(void *))
+{
+	ka_init();
+	if (flags & ~(unsigned long)KA_CACHE_FLAGS) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return (struct kmem_cache *)ka_cache_create(name, size, align, (unsigned)flags, ctor);
+}
+
+KA_EXPORT void *kalloc_cache_alloc(struct kmem_cache *cache, unsigned flags)
+{
+	struct ka_cache *c = (struct ka_cache *)cache;
+	void *p = ka_cache_alloc(c);
+	if (!p)
+		errno = ENOMEM;
+	else if (flags & KALLOC_ZERO)
+		memset(p, 0, c->size);
+	return p;
+}
+
+KA_EXPORT void kalloc_cache_free(struct kmem_cache *cache, void *obj)
+{
+	if (obj)
+		ka_cache_free((struct ka_cache *)cache, obj, "kmem_cache_free()");
+}
+
+KA_EXPORT int kalloc_cache_destroy(struct kmem_cache *cache)
+{
+	struct ka_cache *c = (struct ka_cache *)cache;
+	if (!c)
+		return 0;
+	int err = ka_cache_destroy(c);
+	if (err)
+		ka_warn("kmem_cache_destroy(): objects still in use, cache kept", c->name);
+	return err;
+}
+
+KA_EXPORT void kalloc_slabinfo(int fd)
+{
+	ka_init();
+	ka_slabinfo_print(fd, false);
+}
+
+KA_EXPORT void kalloc_buddyinfo(int fd)
+{
+	ka_init();
+	ka_buddy_print(fd);
+}
+#endif

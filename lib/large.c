@@ -1,0 +1,262 @@
+/*
+ * large.c: blocks above the largest slab class.
+ *
+ * Up to KA_LARGE_MAX (1 MiB) a block is exactly as many buddy pages as it
+ * needs (ka_buddy_alloc_pages gives the tail of the power-of-two block back
+ * untouched, so a 36 KiB block keeps 9 pages, not 16); its head descriptor
+ * is KA_PG_LARGE with npages. Realloc grows or shrinks it in place when the
+ * pages after it are free.
+ *
+ * Above that, a block is a dedicated mapping (struct ka_huge) starting on a
+ * chunk boundary, known to the address map. A freed mapping is kept in a
+ * small cache for reuse, newest first, and unmapped once it has been free
+ * for purge_delay_ms (checked on the slow paths), when the cache is over its
+ * bounds, or on trim. Realloc uses mremap, in place when the kernel can.
+ *
+ * Lock order: huge_lock, then the buddy's, the map's, the OS layer's.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define HUGE_CACHE_MAX 16
+#define HUGE_CACHE_BYTES ((size_t)256 << 20)
+
+static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ka_list cached = {&cached, &cached}, spare = {&spare, &spare};
+static size_t nr_cached, cached_bytes, live_bytes, nr_live;
+
+static size_t page_round(size_t n) { return (n + KA_PAGE_SIZE - 1) & ~(KA_PAGE_SIZE - 1); }
+
+static struct ka_huge *huge_of(const void *p)
+{
+	uintptr_t e = ka_map_entry((uintptr_t)p);
+	return (e & KA_MAP_HUGE) ? (struct ka_huge *)(e & ~KA_MAP_TAGS) : NULL;
+}
+
+/* Unmap a cached mapping; huge_lock held. */
+static void drop(struct ka_huge *h)
+{
+	ka_list_del(&h->node);
+	nr_cached--;
+	cached_bytes -= h->map_size;
+	ka_map_set(h->base, h->map_size, 0);
+	bool kept;
+	ka_os_unmap((void *)h->base, h->map_size, KA_SRC_MMAP, &kept);
+	h->state = KA_HUGE_FREE;
+	ka_list_add(&spare, &h->node);
+}
+
+static void trim_cache_locked(bool all, uint64_t now)
+{
+	while (!ka_list_empty(&cached)) {
+		struct ka_huge *old = ka_container_of(cached.prev, struct ka_huge, node);
+		if (!all && nr_cached <= HUGE_CACHE_MAX && cached_bytes <= HUGE_CACHE_BYTES &&
+		    now - old->freed_ms < ka_opt.purge_delay_ms)
+			break;
+		drop(old);
+	}
+}
+
+static void *huge_alloc(size_t size, size_t align, bool *zero)
+{
+	size_t map_size = page_round(size);
+	if (map_size < size)
+		return NULL;
+	if (align < KA_CHUNK_SIZE)
+		align = KA_CHUNK_SIZE;
+	struct ka_huge *h = NULL;
+	pthread_mutex_lock(&huge_lock);
+	trim_cache_locked(false, ka_os_now_ms());
+	/* Reuse a cached mapping that fits without wasting more than a quarter. */
+	for (struct ka_list *e = cached.next; e != &cached; e = e->next) {
+		struct ka_huge *c = ka_container_of(e, struct ka_huge, node);
+		if (c->map_size >= map_size && c->map_size - map_size <= map_size / 4 &&
+		    (c->base & (align - 1)) == 0) {
+			h = c;
+			ka_list_del(&h->node);
+			nr_cached--;
+			cached_bytes -= h->map_size;
+			*zero = false;
+			break;
+		}
+	}
+	if (!h) {
+		if (!ka_list_empty(&spare)) {
+			h = ka_container_of(spare.next, struct ka_huge, node);
+			ka_list_del(&h->node);
+		} else if (!(h = ka_meta_alloc(sizeof *h, 64))) {
+			goto fail;
+		}
+		int source;
+		void *base = ka_os_map_region(map_size, align, &source);
+		if (!base || ka_map_set((uintptr_t)base, map_size, (uintptr_t)h | KA_MAP_HUGE) != 0) {
+			if (base) {
+				bool kept;
+				ka_map_set((uintptr_t)base, map_size, 0);
+				ka_os_unmap(base, map_size, KA_SRC_MMAP, &kept);
+			}
+			ka_list_add(&spare, &h->node);
+			goto fail;
+		}
+		h->base = (uintptr_t)base;
+		h->map_size = map_size;
+		*zero = true;
+	}
+	ka_list_init(&h->node);
+	h->size = size;
+	h->state = KA_HUGE_LIVE;
+	live_bytes += h->map_size;
+	nr_live++;
+	pthread_mutex_unlock(&huge_lock);
+	return (void *)h->base;
+fail:
+	pthread_mutex_unlock(&huge_lock);
+	return NULL;
+}
+
+void *ka_large_alloc(size_t size, size_t align, bool zero)
+{
+	if (size > PTRDIFF_MAX)
+		return NULL;
+	void *p;
+	bool is_zero = false;
+	if (size <= KA_LARGE_MAX && align <= KA_LARGE_MAX) {
+		size_t npages = page_round(size) >> KA_PAGE_SHIFT;
+		size_t apages = align >> KA_PAGE_SHIFT;
+		/* A block of n pages is aligned to the power of two above n. */
+		size_t want = npages < apages ? apages : npages;
+		p = ka_buddy_alloc_pages(want, KA_PG_LARGE, &is_zero);
+		if (p && want > npages)
+			ka_buddy_shrink_pages(p, want, npages);
+		if (p)
+			ka_map_page(p)->large.size = size;
+	} else {
+		p = huge_alloc(size, align, &is_zero);
+	}
+	if (p && zero && !is_zero)
+		memset(p, 0, size);
+	return p;
+}
+
+static struct ka_page *large_head(void *p, const char *func)
+{
+	struct ka_page *pg = ka_map_page(p);
+	if (pg && ((uintptr_t)p & (KA_PAGE_SIZE - 1)) == 0 && pg->kind == KA_PG_LARGE)
+		return pg;
+	if (pg && ka_buddy_page_is_free(p))
+		ka_fatal(func, "double free of", p, "large");
+	ka_fatal(func, "invalid pointer (not the start of a block)", p, pg ? "large" : NULL);
+}
+
+static struct ka_huge *huge_head(void *p, const char *func)
+{
+	struct ka_huge *h = huge_of(p);
+	if (!h || h->state == KA_HUGE_FREE || (uintptr_t)p >= h->base + h->map_size)
+		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
+	if (h->state == KA_HUGE_CACHED && (uintptr_t)p == h->base)
+		ka_fatal(func, "double free of", p, "huge");
+	if ((uintptr_t)p != h->base)
+		ka_fatal(func, "invalid pointer (inside a block)", p, "huge");
+	return h;
+}
+
+void ka_large_free(void *p, const char *func)
+{
+	if (!(ka_map_entry((uintptr_t)p) & KA_MAP_HUGE)) {
+		struct ka_page *pg = large_head(p, func);
+		ka_buddy_free_pages(p, pg->npages);
+		return;
+	}
+	pthread_mutex_lock(&huge_lock);
+	struct ka_huge *h = huge_head(p, func);
+	h->state = KA_HUGE_CACHED;
+	uint64_t now = ka_os_now_ms();
+	h->freed_ms = now;
+	live_bytes -= h->map_size;
+	nr_live--;
+	ka_list_add(&cached, &h->node);
+	nr_cached++;
+	cached_bytes += h->map_size;
+	trim_cache_locked(false, now);
+	pthread_mutex_unlock(&huge_lock);
+}
+
+size_t ka_large_usable(void *p, const char *func)
+{
+	if (!(ka_map_entry((uintptr_t)p) & KA_MAP_HUGE))
+		return (size_t)large_head(p, func)->npages << KA_PAGE_SHIFT;
+	pthread_mutex_lock(&huge_lock);
+	size_t n = huge_head(p, func)->map_size;
+	pthread_mutex_unlock(&huge_lock);
+	return n;
+}
+
+void *ka_large_resize(void *p, size_t size, const char *func)
+{
+	if (!(ka_map_entry((uintptr_t)p) & KA_MAP_HUGE)) {
+		struct ka_page *pg = large_head(p, func);
+		if (size <= KA_SMALL_MAX || size > KA_LARGE_MAX)
+			return NULL;
+		size_t old = pg->npages, want = page_round(size) >> KA_PAGE_SHIFT;
+		if (want < old)
+			ka_buddy_shrink_pages(p, old, want);
+		else if (want > old && !ka_buddy_grow_pages(p, old, want))
+			return NULL;
+		pg->large.size = size;
+		return p;
+	}
+	if (size <= KA_LARGE_MAX)
+		return NULL;
+	pthread_mutex_lock(&huge_lock);
+	struct ka_huge *h = huge_head(p, func);
+	size_t map_size = page_round(size);
+	void *np = map_size == h->map_size ? p : ka_os_remap(p, h->map_size, map_size, KA_CHUNK_SIZE);
+	if (np && np != p) {
+		ka_map_set(h->base, h->map_size, 0);
+		ka_map_set((uintptr_t)np, map_size, (uintptr_t)h | KA_MAP_HUGE);
+	} else if (np && map_size > h->map_size) {
+		ka_map_set(h->base, map_size, (uintptr_t)h | KA_MAP_HUGE);
+	} else if (np && map_size < h->map_size) {
+		/* Granules wholly past the new end are no longer ours. */
+		uintptr_t g = (h->base + map_size + KA_CHUNK_SIZE - 1) & ~(KA_CHUNK_SIZE - 1);
+		if (g < h->base + h->map_size)
+			ka_map_set(g, h->base + h->map_size - g, 0);
+	}
+	if (np) {
+		live_bytes += map_size;
+		live_bytes -= h->map_size;
+		h->base = (uintptr_t)np;
+		h->map_size = map_size;
+		h->size = size;
+	}
+	pthread_mutex_unlock(&huge_lock);
+	return np;
+}
+
+void ka_large_purge(bool all)
+{
+	pthread_mutex_lock(&huge_lock);
+	trim_cache_locked(all, ka_os_now_ms());
+	pthread_mutex_unlock(&huge_lock);
+}
+
+void ka_large_stats(struct ka_large_stats *st)
+{
+	pthread_mutex_lock(&huge_lock);
+	st->nr_huge = nr_live;
+	st->huge_bytes = live_bytes;
+	st->nr_cached = nr_cached;
+	st->cached_bytes = cached_bytes;
+	pthread_mutex_unlock(&huge_lock);
+}
+
+void ka_large_prefork(void) { pthread_mutex_lock(&huge_lock); }
+
+void ka_large_postfork(bool child)
+{
+	if (child)
+		pthread_mutex_init(&huge_lock, NULL);
+	else
+		pthread_mutex_unlock(&huge_lock);
+}

@@ -1,0 +1,100 @@
+/*
+ * sizeclass.c: the one table of kmalloc size classes. The sizes are data;
+ * everything else (slab order, objects per slab, names, the size -> class
+ * lookup) is derived from them at start-up by one rule.
+ *
+ * The kernel's classes (8 .. 8k with 96 and 192) are the backbone. Below 128
+ * every multiple of 16 is a class; above 128 there are four classes per
+ * doubling (the kernel's 96 and 192 are two of them), which bounds the
+ * internal waste of any request to 25% (20% above 256) where powers of two
+ * alone would waste up to half.
+ *
+ * Slab order rule: the smallest order (0..KA_SLAB_MAX_ORDER) whose slab
+ * holds at least 8 objects while wasting at most 1/8 of itself; failing
+ * that, the smallest holding 4 objects with the same waste bound; failing
+ * that, KA_SLAB_MAX_ORDER. Eight objects let a refill move a useful batch;
+ * the order cap (32 KiB, as SLUB's default slub_max_order = 3) keeps a
+ * mostly empty slab of a big class from pinning much memory.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static const uint32_t class_sizes[KA_NR_CLASSES] = {
+	0,    8,    16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
+	224,  256,  320,  384,  448,  512,  640,  768,  896,  1024, 1280, 1536,
+	1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
+};
+
+struct ka_class ka_classes[KA_NR_CLASSES];
+uint8_t ka_size_class[KA_SMALL_MAX / 8 + 1];
+
+unsigned ka_slab_order(size_t slot, unsigned max_order, unsigned *objs)
+{
+	for (unsigned want = 8; want >= 4; want /= 2)
+		for (unsigned o = 0; o <= max_order; o++) {
+			size_t bytes = KA_PAGE_SIZE << o, n = bytes / slot;
+			if (n >= want && (bytes - n * slot) * 8 <= bytes) {
+				*objs = (unsigned)n;
+				return o;
+			}
+		}
+	for (unsigned o = 0; o <= KA_MAX_ORDER; o++) {
+		size_t bytes = KA_PAGE_SIZE << o, n = bytes / slot;
+		if (n >= 1 && (o >= max_order || (bytes - n * slot) * 8 <= bytes)) {
+			*objs = (unsigned)n;
+			return o;
+		}
+	}
+	*objs = 0;
+	return KA_MAX_ORDER + 1;
+}
+
+void ka_class_name(char *out, size_t cap, const char *prefix, size_t size)
+{
+	char mem[KA_CACHE_NAME_MAX];
+	struct ka_buf b = {mem, 0, sizeof mem - 1};
+	ka_buf_str(&b, prefix);
+	if (size >= 1024 && size % 1024 == 0) {
+		ka_buf_u64(&b, size / 1024, 0);
+		ka_buf_str(&b, "k");
+	} else {
+		ka_buf_u64(&b, size, 0);
+	}
+	mem[b.len] = 0;
+	strncpy(out, mem, cap - 1);
+	out[cap - 1] = 0;
+}
+
+void ka_sizeclass_init(void)
+{
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
+		struct ka_class *k = &ka_classes[c];
+		unsigned objs;
+		k->size = class_sizes[c];
+		k->order = (uint8_t)ka_slab_order(k->size, KA_SLAB_MAX_ORDER, &objs);
+		k->objs = (uint16_t)objs;
+		k->slab_mask = (uint32_t)((KA_PAGE_SIZE << k->order) - 1);
+		k->div = UINT64_MAX / k->size + 1;
+		ka_class_name(k->name, sizeof k->name, "kmalloc-", k->size);
+	}
+	unsigned c = 1;
+	for (size_t i = 0; i <= KA_SMALL_MAX / 8; i++) {
+		while (class_sizes[c] < i * 8)
+			c++;
+		ka_size_class[i] = (uint8_t)c;
+	}
+}
+
+unsigned ka_class_for_align(size_t size, size_t align)
+{
+	if (size > KA_SMALL_MAX || align > KA_SMALL_ALIGN_MAX)
+		return 0;
+	/* Objects sit at multiples of the class size from a slab start that is
+	 * aligned to at least a page, so a class whose size is a multiple of
+	 * `align` gives aligned objects. */
+	for (unsigned c = ka_size_class[(size + 7) >> 3]; c < KA_NR_CLASSES; c++)
+		if (class_sizes[c] % align == 0)
+			return c;
+	return 0;
+}

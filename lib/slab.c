@@ -1,0 +1,518 @@
+/*
+ * slab.c: object caches (struct ka_cache, kmem_cache to users). The kmalloc
+ * classes are the built-in caches; kmem_cache_create makes more of the same.
+ *
+ * A cache owns slabs (buddy blocks of 2^order pages) on three lists, with
+ * the state table written above struct ka_slab in types.h. Allocation takes
+ * from partial slabs first, then empty ones, then a new slab from the buddy;
+ * an empty slab beyond the cache's reserve goes back to the buddy.
+ *
+ * Every page of a slab carries the slab's tag (owner << 8 | class) and the
+ * index of the slab's head page, so any address in a slab finds the slab
+ * in O(1) through the address map. Free objects are linked through a word at
+ * cache->link_off, encoded with ka_link_encode and checked when consumed: a
+ * link must decode to an object boundary of the same slab.
+ *
+ * Lock order: a cache's lock, then the buddy's (slabs come and go while the
+ * cache lock is held). caches_lock (the list of caches) comes before any
+ * cache's lock; see init.c for the whole order.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct ka_cache ka_kmalloc[KA_NR_CLASSES];
+uintptr_t ka_secret;
+uint64_t ka_free_key;
+
+static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ka_list caches = {&caches, &caches};
+static struct ka_list spare_caches = {&spare_caches, &spare_caches};
+
+/* ------------------------------------------------------------- helpers */
+
+static char *slab_base(struct ka_slab *s)
+{
+	return ka_page_addr(ka_container_of(s, struct ka_page, slab));
+}
+
+static void **link_of(const struct ka_cache *c, void *obj)
+{
+	return (void **)(void *)((char *)obj + c->link_off);
+}
+
+/* Is p an object boundary of slab s (of cache c)? */
+static bool in_slab(const struct ka_cache *c, struct ka_slab *s, const void *p)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)slab_base(s);
+	return off < (uintptr_t)c->objs * c->slot && off % c->slot == 0;
+}
+
+static void *pop_link(struct ka_cache *c, struct ka_slab *s, void *obj)
+{
+	void *next = ka_link_decode(*link_of(c, obj), link_of(c, obj));
+	if (next && !in_slab(c, s, next))
+		ka_fatal("malloc()", "corrupted free list (write after free?) in object", obj, c->name);
+	return next;
+}
+
+/* Freed objects of 16 bytes or more carry the key in their second word. */
+static void mark_free(const struct ka_cache *c, void *obj)
+{
+	if (c->link_off == 0 && c->slot >= 16)
+		((uint64_t *)obj)[1] = ka_free_key;
+}
+
+struct ka_slab *ka_slab_of(const void *p)
+{
+	struct ka_page *pg = ka_map_page(p);
+	if (!pg || pg->tag == 0)
+		return NULL;
+	struct ka_page *head = &ka_page_chunk(pg)->pages[pg->head];
+	return head->kind == KA_PG_SLAB ? &head->slab : NULL;
+}
+
+static struct ka_list *list_head(struct ka_cache *c, int list)
+{
+	return list == KA_SLAB_EMPTY ? &c->empty : list == KA_SLAB_PARTIAL ? &c->partial : &c->full;
+}
+
+static size_t *list_count(struct ka_cache *c, int list)
+{
+	return list == KA_SLAB_EMPTY ? &c->nr_empty : list == KA_SLAB_PARTIAL ? &c->nr_partial : &c->nr_full;
+}
+
+static void set_tags(struct ka_slab *s, uint32_t tag)
+{
+	struct ka_page *head = ka_container_of(s, struct ka_page, slab);
+	for (size_t i = 0; i < ((size_t)1 << head->order); i++)
+		ka_store_relaxed(&head[i].tag, tag);
+}
+
+/* ------------------------------------------------------ slab life cycle */
+
+static struct ka_slab *new_slab(struct ka_cache *c)
+{
+	bool zero;
+	char *base = ka_buddy_alloc(c->order, KA_PG_SLAB, &zero);
+	if (!base)
+		return NULL;
+	struct ka_page *head = ka_map_page(base);
+	struct ka_chunk *ch = ka_page_chunk(head);
+	uint32_t hidx = (uint32_t)(head - ch->pages);
+	for (size_t i = 0; i < ((size_t)1 << c->order); i++)
+		head[i].head = hidx;
+	struct ka_slab *s = &head->slab;
+	memset(s, 0, sizeof *s);
+	s->cache = c;
+	void *next = NULL;
+	for (uint32_t i = c->objs; i-- > 0;) {
+		char *obj = base + (size_t)i * c->slot;
+		if (c->ctor)
+			c->ctor(obj);
+		*link_of(c, obj) = ka_link_encode(next, link_of(c, obj));
+		next = obj;
+	}
+	s->freelist = next;
+	s->list = KA_SLAB_EMPTY;
+	ka_list_add(&c->empty, &s->node);
+	c->nr_empty++;
+	c->nr_slabs_total++;
+	set_tags(s, c->cls ? c->cls : KA_CLASS_USER);
+	return s;
+}
+
+static void release_slab(struct ka_cache *c, struct ka_slab *s)
+{
+	ka_list_del(&s->node);
+	(*list_count(c, s->list))--;
+	set_tags(s, 0);
+	ka_buddy_free(slab_base(s), c->order);
+}
+
+/* Put a slab on the list its state asks for (the table in types.h). */
+static void settle(struct ka_cache *c, struct ka_slab *s)
+{
+	uintptr_t remote = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+	int want = s->inuse == 0 ? KA_SLAB_EMPTY
+		   : (s->freelist || (remote & ~KA_REMOTE_BUSY)) ? KA_SLAB_PARTIAL
+								   : KA_SLAB_FULL;
+	if (want == KA_SLAB_EMPTY && remote == 0 && c->nr_empty >= c->reserve) {
+		release_slab(c, s);
+		return;
+	}
+	if (want == s->list)
+		return;
+	ka_list_del(&s->node);
+	(*list_count(c, s->list))--;
+	s->list = (uint8_t)want;
+	ka_list_add(list_head(c, want), &s->node);
+	(*list_count(c, want))++;
+}
+
+/* Move the objects other threads freed onto the slab's own free list. */
+static void collect_remote(struct ka_cache *c, struct ka_slab *s)
+{
+	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+	while ((old & ~KA_REMOTE_BUSY) &&
+	       !__atomic_compare_exchange_n(&s->remote, &old, old & KA_REMOTE_BUSY, true,
+					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		;
+	void *obj = (void *)(old & ~KA_REMOTE_BUSY);
+	while (obj) {
+		void *next = pop_link(c, s, obj);
+		*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
+		s->freelist = obj;
+		s->inuse--;
+		obj = next;
+	}
+}
+
+/* ------------------------------------------------------------ the cache API */
+
+unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner)
+{
+	unsigned got = 0;
+	pthread_mutex_lock(&c->lock);
+	while (got < n) {
+		struct ka_slab *s;
+		if (!ka_list_empty(&c->partial))
+			s = ka_container_of(c->partial.next, struct ka_slab, node);
+		else if (!ka_list_empty(&c->empty))
+			s = ka_container_of(c->empty.next, struct ka_slab, node);
+		else if (!(s = new_slab(c)))
+			break;
+		collect_remote(c, s);
+		while (got < n && s->freelist) {
+			void *obj = s->freelist;
+			s->freelist = pop_link(c, s, obj);
+			s->inuse++;
+			out[got++] = obj;
+		}
+		if (c->cls && owner)
+			set_tags(s, owner << 8 | c->cls);
+		settle(c, s);
+	}
+	c->active_objs += got;
+	pthread_mutex_unlock(&c->lock);
+	return got;
+}
+
+static bool holds_free_locked(struct ka_cache *c, struct ka_slab *s, void *obj)
+{
+	for (void *o = s->freelist; o; o = pop_link(c, s, o))
+		if (o == obj)
+			return true;
+	uintptr_t r = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & ~KA_REMOTE_BUSY;
+	for (void *o = (void *)r; o; o = pop_link(c, s, o))
+		if (o == obj)
+			return true;
+	return false;
+}
+
+static bool has_key(const struct ka_cache *c, void *obj)
+{
+	return c->link_off == 0 && c->slot >= 16 && ((uint64_t *)obj)[1] == ka_free_key;
+}
+
+/*
+ * checked: the caller (the thread cache's free) already ruled out a double
+ * free; otherwise a freed object's key sends us to walk the slab.
+ */
+static void free_locked(struct ka_cache *c, void *obj, const char *func, bool checked)
+{
+	struct ka_slab *s = ka_slab_of(obj);
+	if (!s || s->cache != c || !in_slab(c, s, obj))
+		ka_fatal(func, "invalid pointer (not an object of its cache)", obj, c->name);
+	if (!checked && has_key(c, obj) && holds_free_locked(c, s, obj))
+		ka_fatal(func, "double free of", obj, c->name);
+	mark_free(c, obj);
+	*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
+	s->freelist = obj;
+	s->inuse--;
+	settle(c, s);
+}
+
+void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
+{
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < n; i++)
+		free_locked(c, objs[i], "free()", true);
+	c->active_objs -= n;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Free an object of slab s from a thread that does not own the slab. */
+void ka_slab_free_remote(struct ka_slab *s, void *obj)
+{
+	struct ka_cache *c = s->cache;
+	mark_free(c, obj);
+	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED), nw;
+	do {
+		void *top = (void *)(old & ~KA_REMOTE_BUSY);
+		*link_of(c, obj) = ka_link_encode(top, link_of(c, obj));
+		nw = (uintptr_t)obj | (old ? (old & KA_REMOTE_BUSY) : KA_REMOTE_BUSY);
+	} while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+	if (old != 0)
+		return; /* someone else settles it; the slab may be gone by now */
+	pthread_mutex_lock(&c->lock);
+	settle(c, s);
+	__atomic_fetch_and(&s->remote, ~KA_REMOTE_BUSY, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Is obj already free in its slab (on its free list or its remote stack)?
+ * The confirmation of a suspected double free; walks the whole slab.
+ */
+bool ka_slab_holds_free(struct ka_slab *s, void *obj)
+{
+	struct ka_cache *c = s->cache;
+	pthread_mutex_lock(&c->lock);
+	bool found = holds_free_locked(c, s, obj);
+	pthread_mutex_unlock(&c->lock);
+	return found;
+}
+
+void *ka_cache_alloc(struct ka_cache *c)
+{
+	void *obj;
+	return ka_slab_alloc_batch(c, &obj, 1, 0) ? obj : NULL;
+}
+
+void ka_cache_free(struct ka_cache *c, void *obj, const char *func)
+{
+	pthread_mutex_lock(&c->lock);
+	free_locked(c, obj, func, false);
+	c->active_objs--;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Collect remote frees and give every empty slab beyond `keep` back. */
+static void shrink_locked(struct ka_cache *c, uint32_t keep)
+{
+	for (int l = KA_SLAB_PARTIAL; l <= KA_SLAB_FULL; l++) {
+		struct ka_list *head = list_head(c, l);
+		for (struct ka_list *e = head->next, *nx; e != head; e = nx) {
+			nx = e->next;
+			struct ka_slab *s = ka_container_of(e, struct ka_slab, node);
+			collect_remote(c, s);
+			settle(c, s);
+		}
+	}
+	uint32_t saved = c->reserve;
+	c->reserve = keep;
+	while (c->nr_empty > keep) {
+		struct ka_slab *s = ka_container_of(c->empty.prev, struct ka_slab, node);
+		if (__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE))
+			break;
+		release_slab(c, s);
+	}
+	c->reserve = saved;
+}
+
+void ka_cache_shrink(struct ka_cache *c, bool all)
+{
+	pthread_mutex_lock(&c->lock);
+	shrink_locked(c, all ? 0 : c->reserve);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------------------ set-up */
+
+int ka_cache_setup(struct ka_cache *c, const char *name, size_t size, size_t align,
+		   unsigned flags, void (*ctor)(void *), unsigned cls)
+{
+	if (size == 0 || size > KA_CHUNK_SIZE || (align & (align - 1)) || align > KA_PAGE_SIZE)
+		return EINVAL;
+	memset(c, 0, sizeof *c);
+	pthread_mutex_init(&c->lock, NULL);
+	ka_list_init(&c->partial);
+	ka_list_init(&c->full);
+	ka_list_init(&c->empty);
+	if (align < 8)
+		align = size >= 16 ? 16 : 8;
+	if ((flags & KA_CACHE_HWCACHE_ALIGN) && align < 64)
+		align = 64;
+	size_t slot = (size + align - 1) & ~(align - 1);
+	c->link_off = 0;
+	if (ctor) {
+		/* The link lives past the object, so a free object stays constructed. */
+		c->link_off = (uint32_t)((size + 7) & ~(size_t)7);
+		slot = (c->link_off + sizeof(void *) + align - 1) & ~(align - 1);
+	}
+	unsigned objs;
+	c->order = (uint8_t)ka_slab_order(slot, cls ? KA_SLAB_MAX_ORDER : KA_MAX_ORDER, &objs);
+	if (c->order > KA_MAX_ORDER)
+		return EINVAL;
+	c->size = (uint32_t)size;
+	c->slot = (uint32_t)slot;
+	c->align = (uint32_t)align;
+	c->objs = objs;
+	c->flags = flags;
+	c->ctor = ctor;
+	c->cls = (uint8_t)cls;
+	c->reserve = 1;
+	strncpy(c->name, name ? name : "unnamed", sizeof c->name - 1);
+	pthread_mutex_lock(&caches_lock);
+	ka_list_add(caches.prev, &c->node);
+	pthread_mutex_unlock(&caches_lock);
+	return 0;
+}
+
+void ka_slab_init(void)
+{
+	for (unsigned i = 1; i < KA_NR_CLASSES; i++)
+		ka_cache_setup(&ka_kmalloc[i], ka_classes[i].name, ka_classes[i].size,
+			       ka_classes[i].size >= 16 ? 16 : 8, 0, NULL, i);
+}
+
+struct ka_cache *ka_cache_create(const char *name, size_t size, size_t align, unsigned flags,
+				 void (*ctor)(void *))
+{
+	struct ka_cache *c = NULL;
+	pthread_mutex_lock(&caches_lock);
+	if (!ka_list_empty(&spare_caches)) {
+		c = ka_container_of(spare_caches.next, struct ka_cache, node);
+		ka_list_del(&c->node);
+	}
+	pthread_mutex_unlock(&caches_lock);
+	if (!c && !(c = ka_meta_alloc(sizeof *c, 64)))
+		return NULL;
+	int err = ka_cache_setup(c, name, size, align, flags & KA_CACHE_FLAGS, ctor, 0);
+	if (err) {
+		pthread_mutex_lock(&caches_lock);
+		ka_list_add(&spare_caches, &c->node);
+		pthread_mutex_unlock(&caches_lock);
+		errno = err;
+		return NULL;
+	}
+	return c;
+}
+
+int ka_cache_destroy(struct ka_cache *c)
+{
+	pthread_mutex_lock(&caches_lock);
+	pthread_mutex_lock(&c->lock);
+	shrink_locked(c, 0);
+	size_t live = c->active_objs;
+	if (live == 0) {
+		ka_list_del(&c->node);
+		ka_list_add(&spare_caches, &c->node);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&caches_lock);
+	return live ? EBUSY : 0;
+}
+
+/* ------------------------------------------------------------ inspection */
+
+#define CHECK(cond, what, addr)                                         \
+	do {                                                            \
+		if (!(cond))                                            \
+			ka_fatal("ka_slab_validate", what, addr, c->name); \
+	} while (0)
+
+void ka_slab_validate(struct ka_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t inuse = 0;
+	for (int l = KA_SLAB_EMPTY; l <= KA_SLAB_FULL; l++) {
+		struct ka_list *head = list_head(c, l);
+		size_t n = 0;
+		for (struct ka_list *e = head->next; e != head; e = e->next, n++) {
+			struct ka_slab *s = ka_container_of(e, struct ka_slab, node);
+			char *base = slab_base(s);
+			struct ka_page *hp = ka_container_of(s, struct ka_page, slab);
+			CHECK(s->cache == c && s->list == l && hp->kind == KA_PG_SLAB && hp->order == c->order,
+			      "slab header wrong at", base);
+			uint8_t seen[(1u << 15) / 8 / 8 + 1] = {0}; /* a bit per object */
+			size_t nfree = 0;
+			for (void *o = s->freelist; o; o = pop_link(c, s, o)) {
+				size_t i = (size_t)((char *)o - base) / c->slot;
+				CHECK(nfree < c->objs && i < sizeof seen * 8 && !(seen[i / 8] & (1 << i % 8)),
+				      "object twice on a free list, in slab", base);
+				seen[i / 8] |= (uint8_t)(1 << i % 8);
+				nfree++;
+			}
+			CHECK(nfree + s->inuse == c->objs, "free + inuse != objects in slab", base);
+			uintptr_t r = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & ~KA_REMOTE_BUSY;
+			CHECK(l != KA_SLAB_EMPTY || (s->inuse == 0 && nfree == c->objs), "empty slab in use", base);
+			CHECK(l != KA_SLAB_FULL || (s->freelist == NULL), "full slab with free objects", base);
+			CHECK(l != KA_SLAB_PARTIAL || s->inuse > 0, "partial slab unused", base);
+			(void)r;
+			for (size_t i = 0; i < ((size_t)1 << c->order); i++)
+				CHECK((hp[i].tag & 0xff) == (c->cls ? c->cls : KA_CLASS_USER) &&
+					      hp[i].head == hp->head,
+				      "slab page tag wrong in slab", base);
+			inuse += s->inuse;
+		}
+		CHECK(n == *list_count(c, l), "slab list count wrong", NULL);
+	}
+	CHECK(inuse == c->active_objs, "active object count wrong", NULL);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info)
+{
+	pthread_mutex_lock(&c->lock);
+	info->active_objs = c->active_objs;
+	info->num_slabs = c->nr_partial + c->nr_full + c->nr_empty;
+	info->active_slabs = c->nr_partial + c->nr_full;
+	info->num_objs = info->num_slabs * c->objs;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void ka_slabinfo_print(int fd, bool all)
+{
+	char mem[256];
+	struct ka_buf b = {mem, 0, sizeof mem};
+	ka_buf_str(&b, "slabinfo - version: 2.1 (kalloc)\n"
+		       "# name            <active_objs> <num_objs> <objsize> <objperslab> "
+		       "<pagesperslab> : slabdata <active_slabs> <num_slabs>\n");
+	ka_buf_flush(&b, fd);
+	pthread_mutex_lock(&caches_lock);
+	for (struct ka_list *e = caches.next; e != &caches; e = e->next) {
+		struct ka_cache *c = ka_container_of(e, struct ka_cache, node);
+		struct ka_cache_info in;
+		ka_cache_info(c, &in);
+		if (!all && in.num_slabs == 0)
+			continue;
+		ka_buf_ustr(&b, c->name, 17);
+		ka_buf_u64(&b, in.active_objs, 13);
+		ka_buf_u64(&b, in.num_objs, 11);
+		ka_buf_u64(&b, c->slot, 10);
+		ka_buf_u64(&b, c->objs, 12);
+		ka_buf_u64(&b, (uint64_t)1 << c->order, 15);
+		ka_buf_str(&b, " : slabdata ");
+		ka_buf_u64(&b, in.active_slabs, 14);
+		ka_buf_u64(&b, in.num_slabs, 12);
+		ka_buf_str(&b, "\n");
+		ka_buf_flush(&b, fd);
+	}
+	pthread_mutex_unlock(&caches_lock);
+}
+
+void ka_slab_prefork(void)
+{
+	pthread_mutex_lock(&caches_lock);
+	for (struct ka_list *e = caches.next; e != &caches; e = e->next)
+		pthread_mutex_lock(&ka_container_of(e, struct ka_cache, node)->lock);
+}
+
+void ka_slab_postfork(bool child)
+{
+	for (struct ka_list *e = caches.next; e != &caches; e = e->next) {
+		pthread_mutex_t *l = &ka_container_of(e, struct ka_cache, node)->lock;
+		if (child)
+			pthread_mutex_init(l, NULL);
+		else
+			pthread_mutex_unlock(l);
+	}
+	if (child)
+		pthread_mutex_init(&caches_lock, NULL);
+	else
+		pthread_mutex_unlock(&caches_lock);
+}

@@ -1,0 +1,87 @@
+/*
+ * tcache.h: the inline fast path of malloc and free for small sizes. A
+ * thread's cache (struct ka_tcache) holds one bin per kmalloc class: a
+ * singly linked list of free objects with encoded links. The fast path is a
+ * class lookup and a pop or push: no lock, no atomic read-modify-write, no
+ * initialisation test. A thread starts with ka_tcache_empty, whose bins are
+ * empty (every malloc goes slow) and whose id matches no slab (every free
+ * goes slow); the slow paths create the real cache.
+ *
+ * Checks kept on the fast path, all cheap:
+ *  - malloc: the popped link must decode to an 8-aligned address (a write
+ *    after free that hits the link is caught before it is followed);
+ *  - free: the address must be in a slab page whose owner is this thread,
+ *    at an object boundary (one multiply, see struct ka_class.div), and not
+ *    carry the free key in its second word (a free object has it: the slow
+ *    path then scans for the object and reports a double free if found).
+ *    kmalloc-8 objects have no second word: the key goes in word 0, which
+ *    the link overwrites at once, so their double frees are left to
+ *    ka_slab_free_batch's checks in debug builds.
+ */
+#ifndef KALLOC_TCACHE_H
+#define KALLOC_TCACHE_H
+
+#include "internal.h"
+
+extern __thread struct ka_tcache *ka_tc;
+
+void *ka_tcache_malloc_slow(size_t n);
+void ka_tcache_free_slow(void *p, const char *func);
+/* Fatal unless p is a live object of slab s (not freed, not inside one). */
+void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
+__attribute__((noreturn)) KA_COLD void ka_tcache_corrupt(void *p, unsigned cls);
+
+KA_INLINE void *ka_tcache_malloc(size_t n)
+{
+	if (KA_LIKELY(n <= KA_SMALL_MAX)) {
+		unsigned cls = ka_size_class[(n + 7) >> 3];
+		struct ka_bin *b = &ka_tc->bins[cls];
+		uint64_t *p = b->head;
+		if (KA_LIKELY(p != NULL)) {
+			void *next = ka_link_decode((void *)p[0], p);
+			if (KA_UNLIKELY((uintptr_t)next & 7))
+				ka_tcache_corrupt(p, cls);
+			b->head = next;
+			b->count--;
+			p[cls != 1] = 0; /* the key, so a later free is not taken for a double one */
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* True if the fast path took the object. */
+KA_INLINE bool ka_tcache_free(void *ptr)
+{
+	struct ka_page *pg = ka_map_page(ptr);
+	if (KA_LIKELY(pg != NULL)) {
+		struct ka_tcache *tc = ka_tc;
+		uint32_t tag = ka_load_relaxed(&pg->tag);
+		if (KA_LIKELY((tag >> 8) == tc->id)) {
+			unsigned cls = tag & 0xff;
+			const struct ka_class *k = &ka_classes[cls];
+			uint64_t *p = ptr;
+			size_t kw = cls != 1;
+			struct ka_bin *b = &tc->bins[cls];
+			if (KA_LIKELY(((uintptr_t)p & k->slab_mask) * k->div < k->div && p[kw] != ka_free_key &&
+				      b->count < b->max)) {
+				p[kw] = ka_free_key;
+				p[0] = (uint64_t)ka_link_encode(b->head, p);
+				b->head = p;
+				b->count++;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* tcache.c */
+void ka_tcache_flush_all(void);   /* the calling thread's cache */
+void ka_tcache_thread_exit(void); /* flush, and run cacheless from now on */
+size_t ka_tcache_held_bytes(void); /* in all threads' caches, approximate */
+void ka_tcache_prefork(void);
+void ka_tcache_postfork(bool child);
+void ka_tcache_init(void);
+
+#endif
