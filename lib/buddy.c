@@ -148,7 +148,7 @@ static bool grow(void)
 	}
 	c->base = (uintptr_t)base;
 	c->source = (uint8_t)source;
-	if (ka_map_set(c->base, KA_CHUNK_SIZE, (uintptr_t)c | KA_MAP_CHUNK) != 0) {
+	if (ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c)) != 0) {
 		ka_map_set(c->base, KA_CHUNK_SIZE, 0);
 		ka_list_add(&zone.spare, &c->node);
 		ka_os_unmap(base, KA_CHUNK_SIZE, source, &kept);
@@ -170,7 +170,7 @@ static void release_chunk(struct ka_page *pg)
 	bool kept;
 	if (ka_os_unmap((void *)c->base, KA_CHUNK_SIZE, c->source, &kept) != 0 || kept) {
 		/* Still ours (a brk piece not at the top): keep managing it. */
-		ka_map_set(c->base, KA_CHUNK_SIZE, (uintptr_t)c | KA_MAP_CHUNK);
+		ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c));
 		area_add(pg, KA_MAX_ORDER, true, 0);
 		return;
 	}
@@ -484,7 +484,7 @@ void ka_buddy_validate(void)
 	for (struct ka_list *l = zone.chunks.next; l != &zone.chunks; l = l->next) {
 		struct ka_chunk *c = ka_container_of(l, struct ka_chunk, node);
 		chunks++;
-		CHECK(ka_map_entry(c->base) == ((uintptr_t)c | KA_MAP_CHUNK), "map entry wrong for chunk",
+		CHECK(ka_map_entry(c->base) == (ka_map_chunk_entry(c)), "map entry wrong for chunk",
 		      (void *)c->base);
 		for (size_t i = 0; i < KA_CHUNK_PAGES;) {
 			struct ka_page *pg = &c->pages[i];

@@ -102,11 +102,16 @@ KA_INLINE uintptr_t ka_map_entry(uintptr_t a)
 /* The descriptor of the page holding `p` if p is in a buddy chunk, else NULL. */
 KA_INLINE struct ka_page *ka_map_page(const void *p)
 {
-	uintptr_t e = ka_map_entry((uintptr_t)p);
+	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
 	if (!(e & KA_MAP_CHUNK))
 		return NULL;
-	struct ka_chunk *c = (struct ka_chunk *)(e & ~KA_MAP_TAGS);
-	return &c->pages[((uintptr_t)p >> KA_PAGE_SHIFT) & (KA_CHUNK_PAGES - 1)];
+	return (struct ka_page *)(e - KA_MAP_CHUNK + ((a >> (KA_PAGE_SHIFT - 6)) & ~(uintptr_t)63));
+}
+
+/* The map entry of a buddy chunk (see types.h); wraps around on purpose. */
+KA_INLINE uintptr_t ka_map_chunk_entry(const struct ka_chunk *c)
+{
+	return ((uintptr_t)c->pages - ((c->base >> KA_PAGE_SHIFT) << 6)) | KA_MAP_CHUNK;
 }
 
 /* Set the entry of every granule that [base, base+size) touches. 0 or ENOMEM. */

@@ -26,7 +26,7 @@
 
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
-static struct ka_tcache empty_tcache = {.id = KA_TCACHE_ID_NONE};
+static struct ka_tcache empty_tcache = {.id8 = KA_TCACHE_ID_NONE << 8};
 __thread struct ka_tcache *ka_tc = &empty_tcache;
 static __thread uint8_t tc_state;
 
@@ -73,7 +73,7 @@ static struct ka_tcache *tcache_get(void)
 		tc = ka_container_of(spare.next, struct ka_tcache, node);
 		ka_list_del(&tc->node);
 	} else if (next_id <= KA_TCACHE_ID_MAX && (tc = ka_meta_alloc(sizeof *tc, 64))) {
-		tc->id = next_id++;
+		tc->id8 = next_id++ << 8;
 	}
 	if (tc)
 		ka_list_add(&live, &tc->node);
@@ -82,10 +82,16 @@ static struct ka_tcache *tcache_get(void)
 		tc_state = TC_NONE;
 		return NULL;
 	}
+	tc->key = ka_free_key;
+	tc->secret = ka_secret;
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
-		tc->bins[c].head = NULL;
-		tc->bins[c].count = 0;
-		tc->bins[c].max = bin_max(c);
+		struct ka_bin *b = &tc->bins[c];
+		b->head = NULL;
+		b->count = 0;
+		b->max = bin_max(c);
+		b->div = ka_classes[c].div;
+		b->slab_mask = ka_classes[c].slab_mask;
+		b->key_off = c == 1 ? 0 : 8;
 	}
 	ka_tc = tc;
 	pthread_setspecific(exit_key, tc);
@@ -103,18 +109,18 @@ static void *next_of(void *obj, unsigned cls)
 
 static void *pop(struct ka_bin *b, unsigned cls)
 {
-	uint64_t *p = b->head;
+	char *p = b->head;
 	b->head = next_of(p, cls);
 	b->count--;
-	p[cls != 1] = 0;
+	*(uint64_t *)(p + b->key_off) = 0;
 	return p;
 }
 
-static void push(struct ka_bin *b, void *obj, unsigned cls)
+static void push(struct ka_bin *b, void *obj)
 {
-	uint64_t *p = obj;
-	p[cls != 1] = ka_free_key;
-	p[0] = (uint64_t)ka_link_encode(b->head, p);
+	char *p = obj;
+	*(uint64_t *)(p + b->key_off) = ka_free_key;
+	*(void **)p = ka_link_encode(b->head, p);
 	b->head = p;
 	b->count++;
 }
@@ -125,7 +131,7 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 	uint32_t want = b->max / 2 ? b->max / 2 : 1;
 	void *objs[BATCH];
 	while (want) {
-		unsigned n = ka_slab_alloc_batch(&ka_kmalloc[cls], objs, want < BATCH ? want : BATCH, tc->id);
+		unsigned n = ka_slab_alloc_batch(&ka_kmalloc[cls], objs, want < BATCH ? want : BATCH, tc->id8 >> 8);
 		/* Pushed in reverse, so the bin hands them out in address order. */
 		for (unsigned i = n; i-- > 0;) {
 			uint64_t *p = objs[i];
@@ -267,11 +273,11 @@ void ka_tcache_free_slow(void *p, const char *func)
 	uint32_t tag = ka_load_relaxed(&ka_map_page(p)->tag);
 	if (!tc) {
 		ka_cache_free(c, p, func);
-	} else if ((tag >> 8) == tc->id) {
+	} else if ((tag >> 8) == tc->id8 >> 8) {
 		struct ka_bin *b = &tc->bins[cls];
 		if (b->count >= b->max)
 			flush(tc, cls, b->max / 2);
-		push(b, p, cls);
+		push(b, p);
 	} else {
 		ka_slab_free_remote(s, p);
 	}

@@ -35,15 +35,17 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 {
 	if (KA_LIKELY(n <= KA_SMALL_MAX)) {
 		unsigned cls = ka_size_class[(n + 7) >> 3];
-		struct ka_bin *b = &ka_tc->bins[cls];
-		uint64_t *p = b->head;
+		struct ka_tcache *tc = ka_tc;
+		struct ka_bin *b = &tc->bins[cls];
+		char *p = b->head;
 		if (KA_LIKELY(p != NULL)) {
-			void *next = ka_link_decode((void *)p[0], p);
-			if (KA_UNLIKELY((uintptr_t)next & 7))
+			uintptr_t next = *(uintptr_t *)p ^ ((uintptr_t)p >> 12) ^ tc->secret;
+			if (KA_UNLIKELY(next & 7))
 				ka_tcache_corrupt(p, cls);
-			b->head = next;
+			b->head = (void *)next;
 			b->count--;
-			p[cls != 1] = 0; /* the key, so a later free is not taken for a double one */
+			/* Clear the key, so that a later free is not taken for a double one. */
+			*(uint64_t *)(p + b->key_off) = 0;
 			return p;
 		}
 	}
@@ -53,20 +55,20 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 /* True if the fast path took the object. */
 KA_INLINE bool ka_tcache_free(void *ptr)
 {
-	struct ka_page *pg = ka_map_page(ptr);
-	if (KA_LIKELY(pg != NULL)) {
+	uintptr_t a = (uintptr_t)ptr, e = ka_map_entry(a);
+	if (KA_LIKELY(e & KA_MAP_CHUNK)) {
+		struct ka_page *pg = (struct ka_page *)(e - KA_MAP_CHUNK + ((a >> (KA_PAGE_SHIFT - 6)) & ~(uintptr_t)63));
 		struct ka_tcache *tc = ka_tc;
-		uint32_t tag = ka_load_relaxed(&pg->tag);
-		if (KA_LIKELY((tag >> 8) == tc->id)) {
-			unsigned cls = tag & 0xff;
-			const struct ka_class *k = &ka_classes[cls];
-			uint64_t *p = ptr;
-			size_t kw = cls != 1;
+		/* < 256 exactly when the slab's owner is this thread; then it is the class. */
+		uint32_t cls = ka_load_relaxed(&pg->tag) ^ tc->id8;
+		if (KA_LIKELY(cls < 256)) {
 			struct ka_bin *b = &tc->bins[cls];
-			if (KA_LIKELY(((uintptr_t)p & k->slab_mask) * k->div < k->div && p[kw] != ka_free_key &&
+			char *p = ptr;
+			uint64_t *key = (uint64_t *)(p + b->key_off);
+			if (KA_LIKELY((a & b->slab_mask) * b->div < b->div && *key != tc->key &&
 				      b->count < b->max)) {
-				p[kw] = ka_free_key;
-				p[0] = (uint64_t)ka_link_encode(b->head, p);
+				*key = tc->key;
+				*(uintptr_t *)p = (uintptr_t)b->head ^ (a >> 12) ^ tc->secret;
 				b->head = p;
 				b->count++;
 				return true;

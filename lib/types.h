@@ -63,10 +63,12 @@
 #define KA_MAP_LEAF_SIZE ((size_t)1 << KA_MAP_LEAF_BITS)
 
 /*
- * A map entry is 0 (not kalloc's), a struct ka_chunk pointer with
- * KA_MAP_CHUNK set (a buddy chunk: page descriptors follow), or a struct
- * ka_huge pointer with KA_MAP_HUGE set (a dedicated mapping; the entry is
- * repeated for every chunk-sized granule the mapping touches).
+ * A map entry is 0 (not kalloc's); for a buddy chunk, the address its page
+ * descriptors would have for page number 0 (c->pages - base/4096, so that
+ * the descriptor of address a is entry + (a >> 12) * 64, one shift and one
+ * add on the free fast path) with KA_MAP_CHUNK set; or a struct ka_huge
+ * pointer with KA_MAP_HUGE set (a dedicated mapping; the entry is repeated
+ * for every chunk-sized granule the mapping touches).
  */
 #define KA_MAP_CHUNK ((uintptr_t)1)
 #define KA_MAP_HUGE ((uintptr_t)2)
@@ -251,17 +253,25 @@ struct ka_cache {
 };
 
 /* -------------------------------------------------------- thread caches */
+/*
+ * A bin carries copies of what the free fast path needs about its class, so
+ * that path reads the thread cache and the page descriptor and nothing else.
+ */
 struct ka_bin {
-	void *head;     /* encoded singly linked list */
+	void *head;         /* encoded singly linked list */
 	uint32_t count;
-	uint32_t max;   /* 0 in the empty cache, so every free goes slow */
+	uint32_t max;
+	uint64_t div;       /* ka_classes[].div */
+	uint32_t slab_mask; /* ka_classes[].slab_mask */
+	uint32_t key_off;   /* where a free object keeps the key: 8, or 0 in kmalloc-8 */
 };
 
 struct ka_tcache {
+	uint32_t id8;          /* owner id in slab tags, shifted as in the tag (id << 8) */
+	uint64_t key;          /* ka_free_key and ka_secret, copied next to the bins */
+	uintptr_t secret;
 	struct ka_bin bins[KA_NR_CLASSES];
-	uint32_t id;           /* owner id in slab tags */
 	struct ka_list node;   /* on the list of live thread caches */
-	uint64_t nmalloc, nfree; /* folded into the totals on refill/flush */
 };
 
 /*
@@ -272,7 +282,7 @@ struct ka_tcache {
 #define KA_TCACHE_ID_NONE ((1u << 24) - 1)
 #define KA_TCACHE_ID_MAX (KA_TCACHE_ID_NONE - 1)
 
-_Static_assert(sizeof(struct ka_page) == 64, "page descriptor is a cache line");
+_Static_assert(sizeof(struct ka_page) == 64, "page descriptor is a cache line (see the map entry)");
 _Static_assert(sizeof(struct ka_chunk) == 64 + 64 * KA_CHUNK_PAGES, "chunk header is 64 bytes");
 _Static_assert(sizeof(struct ka_chunk) <= KA_CHUNK_META_ALIGN, "chunk metadata fits its slot");
 _Static_assert(KA_CHUNK_SHIFT + KA_MAP_ROOT_BITS + KA_MAP_LEAF_BITS == KA_ADDR_BITS,
