@@ -29,6 +29,19 @@ KA_INLINE void ka_list_del(struct ka_list *n)
 #define ka_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
+/*
+ * Cache locks are held for short batches: an adaptive mutex spins a little
+ * before it sleeps, which saves a futex sleep and wake-up per contended batch.
+ */
+KA_INLINE void ka_lock_init(pthread_mutex_t *l)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(l, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
 /* Relaxed atomics on plain fields: racy reads that are allowed to be stale. */
 #define ka_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ka_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)

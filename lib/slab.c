@@ -328,7 +328,7 @@ int ka_cache_setup(struct ka_cache *c, const char *name, size_t size, size_t ali
 	if (size == 0 || size > KA_CHUNK_SIZE || (align & (align - 1)) || align > KA_PAGE_SIZE)
 		return EINVAL;
 	memset(c, 0, sizeof *c);
-	pthread_mutex_init(&c->lock, NULL);
+	ka_lock_init(&c->lock);
 	ka_list_init(&c->partial);
 	ka_list_init(&c->full);
 	ka_list_init(&c->empty);
@@ -507,7 +507,7 @@ void ka_slab_postfork(bool child)
 	for (struct ka_list *e = caches.next; e != &caches; e = e->next) {
 		pthread_mutex_t *l = &ka_container_of(e, struct ka_cache, node)->lock;
 		if (child)
-			pthread_mutex_init(l, NULL);
+			ka_lock_init(l);
 		else
 			pthread_mutex_unlock(l);
 	}
