@@ -279,7 +279,11 @@ bool ka_slab_holds_free(struct ka_slab *s, void *obj)
 void *ka_cache_alloc(struct ka_cache *c)
 {
 	void *obj;
-	return ka_slab_alloc_batch(c, &obj, 1, 0) ? obj : NULL;
+	if (!ka_slab_alloc_batch(c, &obj, 1, 0))
+		return NULL;
+	if (c->link_off == 0 && c->slot >= 16)
+		((uint64_t *)obj)[1] = 0; /* no key on a live object (see mark_free) */
+	return obj;
 }
 
 void ka_cache_free(struct ka_cache *c, void *obj, const char *func)
