@@ -63,7 +63,7 @@ static void area_add(struct ka_page *pg, unsigned order, bool clean, uint64_t fr
 	pg->kind = KA_PG_FREE;
 	pg->order = (uint8_t)order;
 	pg->flags = clean ? KA_PGF_CLEAN : 0;
-	pg->tag = 0;
+	ka_store_relaxed(&pg->tag, 0);
 	pg->free.freed_ms = freed_ms;
 	ka_list_add(&zone.area[order].list[clean], &pg->free.node);
 	zone.area[order].nr[clean]++;
@@ -98,7 +98,7 @@ static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean
 	struct ka_chunk *c = ka_page_chunk(pg);
 	size_t idx = (size_t)(pg - c->pages);
 	pg->kind = KA_PG_TAIL;
-	pg->tag = 0;
+	ka_store_relaxed(&pg->tag, 0);
 	while (order < KA_MAX_ORDER) {
 		size_t bidx = idx ^ ((size_t)1 << order);
 		struct ka_page *b = &c->pages[bidx];

@@ -67,7 +67,7 @@ static void mark_free(const struct ka_cache *c, void *obj)
 struct ka_slab *ka_slab_of(const void *p)
 {
 	struct ka_page *pg = ka_map_page(p);
-	if (!pg || pg->tag == 0)
+	if (!pg || ka_load_relaxed(&pg->tag) == 0)
 		return NULL;
 	struct ka_page *head = &ka_page_chunk(pg)->pages[pg->head];
 	return head->kind == KA_PG_SLAB ? &head->slab : NULL;
@@ -165,6 +165,7 @@ static void collect_remote(struct ka_cache *c, struct ka_slab *s)
 		*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
 		s->freelist = obj;
 		s->inuse--;
+		c->active_objs--;
 		obj = next;
 	}
 }

@@ -1,0 +1,184 @@
+/*
+ * t/slab.c: the slab layer and thread cache through kalloc_malloc/free,
+ * against a model: random sizes over every class, each live object filled
+ * with a pattern derived from its address and checked at free, live
+ * objects never overlap, every cache and the buddy validate as it goes.
+ * Also the class table's rules, and a write after free caught.
+ */
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../lib/internal.h"
+#include "../lib/kalloc.h"
+#include "tap.h"
+
+#define MAXLIVE 4000
+
+struct obj {
+	unsigned char *p;
+	size_t n;
+};
+static struct obj live[MAXLIVE];
+static int nlive;
+
+static unsigned char pat(const void *p, size_t i) { return (unsigned char)(((uintptr_t)p >> 4) + i * 7); }
+
+static void fill(struct obj *o)
+{
+	for (size_t i = 0; i < o->n; i++)
+		o->p[i] = pat(o->p, i);
+}
+
+static int check(struct obj *o)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (o->p[i] != pat(o->p, i))
+			return 0;
+	return 1;
+}
+
+static void validate_all(void)
+{
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
+		ka_slab_validate(&ka_kmalloc[c]);
+	ka_buddy_validate();
+}
+
+static int cmp(const void *a, const void *b)
+{
+	const struct obj *x = a, *y = b;
+	return x->p < y->p ? -1 : x->p > y->p;
+}
+
+static int disjoint(void)
+{
+	static struct obj s[MAXLIVE];
+	memcpy(s, live, sizeof(struct obj) * (size_t)nlive);
+	qsort(s, (size_t)nlive, sizeof *s, cmp);
+	for (int i = 1; i < nlive; i++)
+		if (s[i - 1].p + kalloc_malloc_usable_size(s[i - 1].p) > s[i].p)
+			return 0;
+	return 1;
+}
+
+int main(void)
+{
+	unsigned long seed = test_seed();
+	unsigned long long s = seed ? seed : 1;
+	kalloc_free(kalloc_malloc(1)); /* initialise */
+
+	/* The class table. */
+	int table_ok = 1, names_ok = 1, waste_ok = 1;
+	for (size_t n = 0; n <= KA_SMALL_MAX; n++) {
+		unsigned c = ka_size_class[(n + 7) >> 3];
+		table_ok &= ka_classes[c].size >= n && (c == 1 || ka_classes[c - 1].size < n || n <= 8);
+	}
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
+		const struct ka_class *k = &ka_classes[c];
+		table_ok &= k->size < 16 || k->size % 16 == 0;
+		size_t bytes = KA_PAGE_SIZE << k->order;
+		waste_ok &= k->objs >= 4 && (bytes - (size_t)k->objs * k->size) * 8 <= bytes;
+	}
+	names_ok = !strcmp(ka_classes[ka_size_class[12]].name, "kmalloc-96") &&
+		   !strcmp(ka_classes[ka_size_class[24]].name, "kmalloc-192") &&
+		   !strcmp(ka_classes[ka_size_class[128]].name, "kmalloc-1k") &&
+		   !strcmp(ka_classes[ka_size_class[1024]].name, "kmalloc-8k") &&
+		   !strcmp(ka_classes[ka_size_class[48]].name, "kmalloc-384") &&
+		   !strcmp(ka_classes[1].name, "kmalloc-8");
+	ok(table_ok, "every size 0..8192 maps to the smallest class that holds it; classes >= 16 are multiples of 16");
+	ok(waste_ok, "every class's slab wastes at most 1/8 and holds at least 4 objects");
+	ok(names_ok, "classes are named as the kernel names them (kmalloc-96, kmalloc-1k, ...)");
+
+	int steps = 30000, bad_pattern = 0, bad_align = 0, bad_usable = 0, nulls = 0;
+	for (int step = 0; step < steps; step++) {
+		unsigned r = (unsigned)(rnd(&s) % 100);
+		if (nlive && (r < 45 || nlive == MAXLIVE)) {
+			int k = (int)(rnd(&s) % (unsigned)nlive);
+			bad_pattern += !check(&live[k]);
+			kalloc_free(live[k].p);
+			live[k] = live[--nlive];
+		} else if (nlive && r < 50) {
+			struct obj *o = &live[rnd(&s) % (unsigned)nlive];
+			bad_pattern += !check(o);
+			size_t n = rnd(&s) % 2 ? rnd(&s) % 600 : rnd(&s) % 9000;
+			unsigned char *q = kalloc_realloc(o->p, n ? n : 1);
+			if (!q) {
+				nulls++;
+				continue;
+			}
+			size_t keep = o->n < (n ? n : 1) ? o->n : (n ? n : 1);
+			for (size_t i = 0; i < keep; i++)
+				bad_pattern += q[i] != pat(o->p, i);
+			o->p = q;
+			o->n = n ? n : 1;
+			fill(o);
+		} else {
+			size_t n = rnd(&s) % 4 ? rnd(&s) % 257 : rnd(&s) % 8193;
+			unsigned char *p = kalloc_malloc(n);
+			if (!p) {
+				nulls++;
+				continue;
+			}
+			bad_align += ((uintptr_t)p & (n >= 16 ? 15 : 7)) != 0;
+			bad_usable += kalloc_malloc_usable_size(p) < n;
+			live[nlive] = (struct obj){p, n};
+			fill(&live[nlive++]);
+		}
+		if (step % 100 == 0) {
+			validate_all();
+			if (!disjoint()) {
+				ok(0, "live objects disjoint at step %d", step);
+				return done_testing();
+			}
+		}
+	}
+	ok(nulls == 0, "%d random steps, no allocation failed", steps);
+	ok(bad_pattern == 0, "every object kept its contents (and realloc kept them)");
+	ok(bad_align == 0, "16-byte alignment for 16 bytes and more, 8 below");
+	ok(bad_usable == 0, "usable size at least the size asked for");
+	ok(disjoint(), "live objects never overlap (checked every 100 steps)");
+	while (nlive)
+		kalloc_free(live[--nlive].p);
+	kalloc_malloc_trim(0);
+	validate_all();
+	size_t active = 0, slabs = 0;
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
+		struct ka_cache_info in;
+		ka_cache_info(&ka_kmalloc[c], &in);
+		active += in.active_objs;
+		slabs += in.num_slabs;
+	}
+	struct ka_buddy_stats st;
+	ka_buddy_stats(&st);
+	ok(active == 0 && slabs == 0 && st.free_pages == st.managed_pages,
+	   "everything freed and trimmed: no active objects (%zu), no slabs (%zu), all pages free", active, slabs);
+
+	/* A write after free that hits the link is caught when the list is used. */
+	int fd[2];
+	if (pipe(fd) != 0)
+		return 1;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fd[1], 2);
+		void **a = kalloc_malloc(64);
+		void *b = kalloc_malloc(64);
+		kalloc_free(b);
+		kalloc_free(a);
+		a[0] = (void *)0x4141414141414141ull; /* write after free */
+		kalloc_malloc(64);
+		kalloc_malloc(64);
+		_exit(0);
+	}
+	close(fd[1]);
+	char msg[512] = "";
+	ssize_t got = read(fd[0], msg, sizeof msg - 1);
+	msg[got > 0 ? got : 0] = 0;
+	int status;
+	waitpid(pid, &status, 0);
+	ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(msg, "corrupted free list"),
+	   "a write after free into a free-list link aborts with a message");
+	return done_testing();
+}
