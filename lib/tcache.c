@@ -305,11 +305,16 @@ void ka_tcache_postfork(bool child)
 		return;
 	}
 	pthread_mutex_init(&tcaches_lock, NULL);
-	/* The other threads are gone in the child: their cached objects come back. */
+	/*
+	 * The other threads are gone in the child, but one of them may have
+	 * been halfway through a fast-path push or pop (no lock is held
+	 * there), so their bins cannot be trusted: they are abandoned, not
+	 * flushed. What they held (at most a few hundred KiB a thread) stays
+	 * allocated in the child.
+	 */
 	for (struct ka_list *e = live.next, *nx; e != &live; e = nx) {
 		nx = e->next;
-		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
-		if (tc != ka_tc)
-			retire(tc);
+		if (ka_container_of(e, struct ka_tcache, node) != ka_tc)
+			ka_list_del(e);
 	}
 }
