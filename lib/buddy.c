@@ -543,8 +543,5 @@ void ka_buddy_prefork(void) { pthread_mutex_lock(&zone.lock); }
 
 void ka_buddy_postfork(bool child)
 {
-	if (child)
-		pthread_mutex_init(&zone.lock, NULL);
-	else
-		pthread_mutex_unlock(&zone.lock);
+	ka_postfork_unlock(&zone.lock, child);
 }

@@ -42,6 +42,15 @@ KA_INLINE void ka_lock_init(pthread_mutex_t *l)
 	pthread_mutexattr_destroy(&a);
 }
 
+/* After fork: the parent unlocks what prefork took; the child starts it anew. */
+KA_INLINE void ka_postfork_unlock(pthread_mutex_t *l, bool child)
+{
+	if (child)
+		ka_lock_init(l);
+	else
+		pthread_mutex_unlock(l);
+}
+
 /* Relaxed atomics on plain fields: racy reads that are allowed to be stale. */
 #define ka_load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ka_store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)

@@ -255,8 +255,5 @@ void ka_large_prefork(void) { pthread_mutex_lock(&huge_lock); }
 
 void ka_large_postfork(bool child)
 {
-	if (child)
-		pthread_mutex_init(&huge_lock, NULL);
-	else
-		pthread_mutex_unlock(&huge_lock);
+	ka_postfork_unlock(&huge_lock, child);
 }

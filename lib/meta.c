@@ -39,8 +39,5 @@ void ka_meta_prefork(void) { pthread_mutex_lock(&meta_lock); }
 
 void ka_meta_postfork(bool child)
 {
-	if (child)
-		pthread_mutex_init(&meta_lock, NULL);
-	else
-		pthread_mutex_unlock(&meta_lock);
+	ka_postfork_unlock(&meta_lock, child);
 }

@@ -196,10 +196,7 @@ void ka_os_prefork(void) { pthread_mutex_lock(&os_lock); }
 
 void ka_os_postfork(bool child)
 {
-	if (child)
-		pthread_mutex_init(&os_lock, NULL);
-	else
-		pthread_mutex_unlock(&os_lock);
+	ka_postfork_unlock(&os_lock, child);
 }
 
 uint64_t ka_os_now_ms(void)

@@ -48,8 +48,5 @@ void ka_map_prefork(void) { pthread_mutex_lock(&map_lock); }
 
 void ka_map_postfork(bool child)
 {
-	if (child)
-		pthread_mutex_init(&map_lock, NULL);
-	else
-		pthread_mutex_unlock(&map_lock);
+	ka_postfork_unlock(&map_lock, child);
 }

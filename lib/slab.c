@@ -511,13 +511,7 @@ void ka_slab_postfork(bool child)
 {
 	for (struct ka_list *e = caches.next; e != &caches; e = e->next) {
 		pthread_mutex_t *l = &ka_container_of(e, struct ka_cache, node)->lock;
-		if (child)
-			ka_lock_init(l);
-		else
-			pthread_mutex_unlock(l);
+		ka_postfork_unlock(l, child);
 	}
-	if (child)
-		pthread_mutex_init(&caches_lock, NULL);
-	else
-		pthread_mutex_unlock(&caches_lock);
+	ka_postfork_unlock(&caches_lock, child);
 }
