@@ -15,8 +15,8 @@
  *    carry the free key in its second word (a free object has it: the slow
  *    path then scans for the object and reports a double free if found).
  *    kmalloc-8 objects have no second word: the key goes in word 0, which
- *    the link overwrites at once, so their double frees are left to
- *    ka_slab_free_batch's checks in debug builds.
+ *    the link overwrites at once, so their double frees are not caught by
+ *    default (a full check against the slab's free state is a debug mode).
  */
 #ifndef KALLOC_TCACHE_H
 #define KALLOC_TCACHE_H
