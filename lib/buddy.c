@@ -37,6 +37,9 @@ static struct {
 	size_t nr_purgeable;   /* dirty free blocks of order >= KA_PURGE_MIN_ORDER */
 	uint64_t next_purge;   /* no purgeable block expires before this (ms) */
 	size_t purged_bytes, unmapped_chunks;
+	/* Blocks being purged with the lock dropped (KA_PG_RAW, on free.node):
+	 * in a fork child their purger is gone, so they go back on the lists. */
+	struct ka_list purging;
 } zone = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 #define PURGE_BATCH 64
@@ -50,6 +53,7 @@ static void zone_ready(void)
 			ka_list_init(&zone.area[o].list[c]);
 	ka_list_init(&zone.chunks);
 	ka_list_init(&zone.spare);
+	ka_list_init(&zone.purging);
 	zone.ready = true;
 }
 
@@ -207,6 +211,8 @@ static size_t purge_locked(bool all, uint64_t now)
 					area_del(b);
 					b->kind = KA_PG_RAW;
 					b->order = (uint8_t)o;
+					b->npages = 1u << o;
+					ka_list_add(&zone.purging, &b->free.node);
 					batch[n++] = b;
 				} else if (b->free.freed_ms + ka_opt.purge_delay_ms < next) {
 					next = b->free.freed_ms + ka_opt.purge_delay_ms;
@@ -222,6 +228,7 @@ static size_t purge_locked(bool all, uint64_t now)
 		}
 		pthread_mutex_lock(&zone.lock);
 		for (unsigned i = 0; i < n; i++) {
+			ka_list_del(&batch[i]->free.node);
 			struct ka_page *pg = free_block(batch[i], batch[i]->order, true, now);
 			if (pg->order == KA_MAX_ORDER && (pg->flags & KA_PGF_CLEAN))
 				release_chunk(pg);
@@ -543,5 +550,11 @@ void ka_buddy_prefork(void) { pthread_mutex_lock(&zone.lock); }
 
 void ka_buddy_postfork(bool child)
 {
+	/* Dirty: the purger may have been halfway through them. */
+	while (child && zone.ready && !ka_list_empty(&zone.purging)) {
+		struct ka_page *pg = ka_container_of(zone.purging.next, struct ka_page, free.node);
+		ka_list_del(&pg->free.node);
+		free_block(pg, pg->order, false, ka_os_now_ms());
+	}
 	ka_postfork_unlock(&zone.lock, child);
 }
