@@ -244,6 +244,13 @@ struct ka_cache *ka_cache_create(const char *name, size_t size, size_t align, un
 int ka_cache_destroy(struct ka_cache *c);
 /* The slab holding p, for any address inside a slab; NULL otherwise. */
 struct ka_slab *ka_slab_of(const void *p);
+
+/* Is `off` (bytes from a slab's start) an object boundary of cache c? One
+ * multiply: for off < 2^32, off % slot == 0 exactly when off * div < div. */
+KA_INLINE bool ka_obj_offset_ok(const struct ka_cache *c, size_t off)
+{
+	return off < (size_t)c->objs * c->slot && off * c->div < c->div;
+}
 /* Take up to n objects; tags the slabs they came from with owner (if not 0). */
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner);
 void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n);

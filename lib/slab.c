@@ -45,8 +45,7 @@ static void **link_of(const struct ka_cache *c, void *obj)
 /* Is p an object boundary of slab s (of cache c)? */
 static bool in_slab(const struct ka_cache *c, struct ka_slab *s, const void *p)
 {
-	uintptr_t off = (uintptr_t)p - (uintptr_t)slab_base(s);
-	return off < (uintptr_t)c->objs * c->slot && off % c->slot == 0;
+	return ka_obj_offset_ok(c, (uintptr_t)p - (uintptr_t)slab_base(s));
 }
 
 static void *pop_link(struct ka_cache *c, struct ka_slab *s, void *obj)
@@ -151,15 +150,9 @@ static void settle(struct ka_cache *c, struct ka_slab *s)
 	(*list_count(c, want))++;
 }
 
-/* Move the objects other threads freed onto the slab's own free list. */
-static void collect_remote(struct ka_cache *c, struct ka_slab *s)
+/* Put a chain of objects, linked as on `remote`, on the slab's free list. */
+static void take_chain(struct ka_cache *c, struct ka_slab *s, void *obj)
 {
-	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
-	while ((old & ~KA_REMOTE_BUSY) &&
-	       !__atomic_compare_exchange_n(&s->remote, &old, old & KA_REMOTE_BUSY, true,
-					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-		;
-	void *obj = (void *)(old & ~KA_REMOTE_BUSY);
 	while (obj) {
 		void *next = pop_link(c, s, obj);
 		*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
@@ -170,12 +163,56 @@ static void collect_remote(struct ka_cache *c, struct ka_slab *s)
 	}
 }
 
+/* Move the objects other threads freed onto the slab's own free list. */
+static void collect_remote(struct ka_cache *c, struct ka_slab *s)
+{
+	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+	while ((old & ~KA_REMOTE_BUSY) &&
+	       !__atomic_compare_exchange_n(&s->remote, &old, old & KA_REMOTE_BUSY, true,
+					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		;
+	take_chain(c, s, (void *)(old & ~KA_REMOTE_BUSY));
+}
+
+static void *delayed_next(struct ka_cache *c, void *obj)
+{
+	void *next = ka_link_decode(*link_of(c, obj), link_of(c, obj));
+	if ((uintptr_t)next & 7)
+		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, c->name);
+	return next;
+}
+
+/*
+ * Settle every slab that got its first remote free since the last drain
+ * (the protocol above struct ka_slab in types.h). Each slab appears at most
+ * once in one drain: its bit stays set until its object here is handled.
+ */
+static void drain_delayed(struct ka_cache *c)
+{
+	if (!__atomic_load_n(&c->delayed, __ATOMIC_RELAXED))
+		return;
+	void *obj = __atomic_exchange_n(&c->delayed, NULL, __ATOMIC_ACQUIRE);
+	while (obj) {
+		struct ka_slab *s = ka_slab_of(obj);
+		if (!s || s->cache != c || !in_slab(c, s, obj))
+			ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, c->name);
+		void *next = delayed_next(c, obj);
+		*link_of(c, obj) = ka_link_encode(NULL, link_of(c, obj));
+		take_chain(c, s, obj);
+		uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
+		take_chain(c, s, (void *)(r & ~KA_REMOTE_BUSY));
+		settle(c, s);
+		obj = next;
+	}
+}
+
 /* ------------------------------------------------------------ the cache API */
 
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner)
 {
 	unsigned got = 0;
 	pthread_mutex_lock(&c->lock);
+	drain_delayed(c);
 	while (got < n) {
 		struct ka_slab *s;
 		if (!ka_list_empty(&c->partial))
@@ -209,6 +246,9 @@ static bool holds_free_locked(struct ka_cache *c, struct ka_slab *s, void *obj)
 	for (void *o = (void *)r; o; o = pop_link(c, s, o))
 		if (o == obj)
 			return true;
+	for (void *o = __atomic_load_n(&c->delayed, __ATOMIC_ACQUIRE); o; o = delayed_next(c, o))
+		if (o == obj)
+			return true;
 	return false;
 }
 
@@ -238,6 +278,7 @@ static void free_locked(struct ka_cache *c, void *obj, const char *func, bool ch
 void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 {
 	pthread_mutex_lock(&c->lock);
+	drain_delayed(c);
 	for (unsigned i = 0; i < n; i++)
 		free_locked(c, objs[i], "free()", true);
 	c->active_objs -= n;
@@ -253,15 +294,17 @@ void ka_slab_free_remote(struct ka_slab *s, void *obj)
 	do {
 		void *top = (void *)(old & ~KA_REMOTE_BUSY);
 		*link_of(c, obj) = ka_link_encode(top, link_of(c, obj));
-		nw = (uintptr_t)obj | (old ? (old & KA_REMOTE_BUSY) : KA_REMOTE_BUSY);
+		nw = old ? (uintptr_t)obj | KA_REMOTE_BUSY : KA_REMOTE_BUSY;
 	} while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_RELEASE,
 					      __ATOMIC_RELAXED));
 	if (old != 0)
-		return; /* someone else settles it; the slab may be gone by now */
-	pthread_mutex_lock(&c->lock);
-	settle(c, s);
-	__atomic_fetch_and(&s->remote, ~KA_REMOTE_BUSY, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&c->lock);
+		return;
+	/* First since the last drain: the object goes on the cache's delayed list. */
+	void *head = __atomic_load_n(&c->delayed, __ATOMIC_RELAXED);
+	do
+		*link_of(c, obj) = ka_link_encode(head, link_of(c, obj));
+	while (!__atomic_compare_exchange_n(&c->delayed, &head, obj, true, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED));
 }
 
 /*
@@ -298,6 +341,7 @@ void ka_cache_free(struct ka_cache *c, void *obj, const char *func)
 /* Collect remote frees and give every empty slab beyond `keep` back. */
 static void shrink_locked(struct ka_cache *c, uint32_t keep)
 {
+	drain_delayed(c);
 	for (int l = KA_SLAB_PARTIAL; l <= KA_SLAB_FULL; l++) {
 		struct ka_list *head = list_head(c, l);
 		for (struct ka_list *e = head->next, *nx; e != head; e = nx) {
@@ -354,6 +398,7 @@ int ka_cache_setup(struct ka_cache *c, const char *name, size_t size, size_t ali
 		return EINVAL;
 	c->size = (uint32_t)size;
 	c->slot = (uint32_t)slot;
+	c->div = UINT64_MAX / slot + 1;
 	c->align = (uint32_t)align;
 	c->objs = objs;
 	c->flags = flags;
@@ -423,6 +468,7 @@ int ka_cache_destroy(struct ka_cache *c)
 void ka_slab_validate(struct ka_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
+	drain_delayed(c);
 	size_t inuse = 0;
 	for (int l = KA_SLAB_EMPTY; l <= KA_SLAB_FULL; l++) {
 		struct ka_list *head = list_head(c, l);
@@ -463,6 +509,7 @@ void ka_slab_validate(struct ka_cache *c)
 void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info)
 {
 	pthread_mutex_lock(&c->lock);
+	drain_delayed(c);
 	info->active_objs = c->active_objs;
 	info->num_slabs = c->nr_partial + c->nr_full + c->nr_empty;
 	info->active_slabs = c->nr_partial + c->nr_full;

@@ -236,7 +236,7 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 	struct ka_cache *c = s->cache;
 	char *base = ka_page_addr(ka_container_of(s, struct ka_page, slab));
 	size_t off = (size_t)((char *)p - base);
-	if (off % c->slot || off >= (size_t)c->objs * c->slot)
+	if (!ka_obj_offset_ok(c, off))
 		ka_fatal(func, "invalid pointer (inside an object)", p, c->name);
 	unsigned cls = c->cls;
 	if (c->link_off == 0 && c->slot >= 16 && ((uint64_t *)p)[1] == ka_free_key &&
@@ -259,7 +259,7 @@ void ka_tcache_free_slow(void *p, const char *func)
 	struct ka_cache *c = s->cache;
 	char *base = ka_page_addr(ka_container_of(s, struct ka_page, slab));
 	size_t off = (size_t)((char *)p - base);
-	if (off % c->slot || off >= (size_t)c->objs * c->slot)
+	if (!ka_obj_offset_ok(c, off))
 		ka_fatal(func, "invalid pointer (inside an object)", p, c->name);
 	if (!c->cls) {
 		ka_cache_free(c, p, func);

@@ -98,17 +98,22 @@ struct ka_cache;
  *                                       non-empty when last looked at
  *   full        NULL       empty       objs (when last looked at)
  *
- * Remote frees (DESIGN.md decision 5) push onto `remote` without the lock,
- * with one compare-and-swap. `remote` is a stack pointer whose bit 0
- * (KA_REMOTE_BUSY) says "a freer is on its way to settle this slab":
- *  - a freer that finds `remote` == 0 sets the bit with its push, takes the
- *    lock, moves the slab to the list its state asks for, and clears the bit;
- *    every other freer only pushes. So a slab with pending remote frees is
- *    never left on the full list (not for longer than that freer takes).
- *  - collectors (under the lock) take the objects and keep the bit;
+ * Remote frees (DESIGN.md decision 5) take no lock: one compare-and-swap
+ * each. `remote` is a stack of objects freed by other threads, whose bit 0
+ * (KA_REMOTE_BUSY) says "an object of this slab is on its cache's delayed
+ * list, and the slab will be settled when that list is drained":
+ *  - a freer that finds `remote` == 0 sets the bit alone and pushes its
+ *    object onto cache->delayed instead (the slab may be on the full list,
+ *    where no allocation looks); every other freer pushes onto `remote`.
+ *  - whoever holds the lock drains cache->delayed: frees each object into
+ *    its slab, takes that slab's `remote` stack and clears the bit in one
+ *    exchange, and settles the slab. So a slab with pending remote frees
+ *    leaves the full list at the next refill or flush of its cache.
+ *  - other collectors (under the lock) take the objects and keep the bit;
  *  - a slab goes back to the buddy only with inuse == 0 and remote == 0, so
- *    no freer can still be touching it. Objects on `remote` count in `inuse`
- *    until collected.
+ *    no freer can still be touching it. Objects on `remote` or on the
+ *    delayed list count in `inuse` until collected.
+ * The freer never waits on the owner, and the owner never waits on a freer.
  */
 #define KA_REMOTE_BUSY ((uintptr_t)1)
 
@@ -240,6 +245,7 @@ struct ka_cache {
 	size_t active_objs;     /* objects handed out of slabs (incl. thread caches) */
 	uint32_t size;          /* object size asked for */
 	uint32_t slot;          /* stride between objects */
+	uint64_t div;           /* ceil(2^64 / slot), see ka_obj_offset_ok */
 	uint32_t align;
 	uint32_t link_off;      /* where a free object keeps its link */
 	uint32_t objs;          /* objects per slab */
@@ -247,6 +253,10 @@ struct ka_cache {
 	uint8_t cls;            /* kmalloc class, 0 for a user cache */
 	uint32_t flags;         /* KA_CACHE_* */
 	uint32_t reserve;       /* empty slabs kept rather than given back */
+	/* Objects freed remotely into slabs whose `remote` was empty (types.h
+	 * above struct ka_slab); pushed without the lock, drained under it. Its
+	 * own cache line: freers write it while the owner holds the lock. */
+	void *delayed __attribute__((aligned(64)));
 	void (*ctor)(void *);
 	struct ka_list node;    /* on the list of all caches */
 	char name[KA_CACHE_NAME_MAX];
