@@ -38,7 +38,8 @@ void free_aligned_sized(void *p, size_t align, size_t size);
 
 static KA_NOINLINE void *malloc_slow(size_t n)
 {
-	void *p = n <= PTRDIFF_MAX ? ka_tcache_malloc_slow(n) : NULL;
+	ka_init();
+	void *p = n > PTRDIFF_MAX ? NULL : ka_debug_on ? ka_debug_alloc(n, 0) : ka_tcache_malloc_slow(n);
 	if (!p)
 		errno = ENOMEM;
 	return p;
@@ -47,13 +48,18 @@ static KA_NOINLINE void *malloc_slow(size_t n)
 static KA_NOINLINE void free_slow(void *p, const char *func)
 {
 	int saved = errno;
-	ka_tcache_free_slow(p, func);
+	if (ka_debug_on)
+		ka_debug_free(p, func);
+	else
+		ka_tcache_free_slow(p, func);
 	errno = saved;
 }
 
 /* Usable bytes of a live block; misuse is fatal, naming func. */
 static size_t usable(void *p, const char *func)
 {
+	if (ka_debug_on)
+		return ka_debug_usable(p, func);
 	struct ka_slab *s = ka_slab_of(p);
 	if (!s)
 		return ka_large_usable(p, func);
@@ -71,7 +77,7 @@ static void *alloc_aligned(size_t align, size_t size)
 	}
 	ka_init();
 	unsigned cls = ka_class_for_align(size ? size : 1, align);
-	void *p = cls ? KA_API(malloc)(ka_classes[cls].size) : ka_large_alloc(size, align, false);
+	void *p = ka_debug_on ? ka_debug_alloc(size, align) : cls ? KA_API(malloc)(ka_classes[cls].size) : ka_large_alloc(size, align, false);
 	if (!p)
 		errno = ENOMEM;
 	return p;
@@ -115,9 +121,11 @@ KA_EXPORT void *KA_API(calloc)(size_t nmemb, size_t size)
 	}
 	if (n > KA_SMALL_MAX) {
 		ka_init();
-		void *p = ka_large_alloc(n, KA_PAGE_SIZE, true);
+		void *p = ka_debug_on ? ka_debug_alloc(n, 0) : ka_large_alloc(n, KA_PAGE_SIZE, true);
 		if (!p)
 			errno = ENOMEM;
+		else if (ka_debug_on)
+			memset(p, 0, n);
 		return p;
 	}
 	void *p = KA_API(malloc)(n);
@@ -133,6 +141,12 @@ KA_EXPORT void *KA_API(realloc)(void *p, size_t n)
 	if (n == 0) {
 		free_slow(p, "realloc()");
 		return NULL;
+	}
+	if (ka_debug_on) {
+		void *q = n <= PTRDIFF_MAX ? ka_debug_realloc(p, n) : NULL;
+		if (!q)
+			errno = ENOMEM;
+		return q;
 	}
 	size_t old = usable(p, "realloc()");
 	/* A slab object stays put while the smaller class would save under half. */
@@ -294,7 +308,7 @@ KA_EXPORT struct kmem_cache *kalloc_cache_create(const char *name, size_t size, 
 KA_EXPORT void *kalloc_cache_alloc(struct kmem_cache *cache, unsigned flags)
 {
 	struct ka_cache *c = (struct ka_cache *)cache;
-	void *p = ka_cache_alloc(c);
+	void *p = ka_debug_on ? ka_debug_cache_alloc(c) : ka_cache_alloc(c);
 	if (!p)
 		errno = ENOMEM;
 	else if (flags & KALLOC_ZERO)
@@ -304,7 +318,9 @@ KA_EXPORT void *kalloc_cache_alloc(struct kmem_cache *cache, unsigned flags)
 
 KA_EXPORT void kalloc_cache_free(struct kmem_cache *cache, void *obj)
 {
-	if (obj)
+	if (obj && ka_debug_on)
+		ka_debug_cache_free((struct ka_cache *)cache, obj);
+	else if (obj)
 		ka_cache_free((struct ka_cache *)cache, obj, "kmem_cache_free()");
 }
 

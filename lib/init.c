@@ -78,6 +78,7 @@ void ka_init_slow(void)
 		return;
 	}
 	ka_options_init();
+	ka_debug_init();
 	ka_secret = (uintptr_t)random_word();
 	do
 		ka_free_key = random_word();

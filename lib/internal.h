@@ -74,6 +74,10 @@ void ka_buf_flush(struct ka_buf *b, int fd); /* write(2) everything, then empty 
  */
 __attribute__((noreturn)) KA_COLD void ka_fatal(const char *func, const char *what,
 						  const void *addr, const char *ctx);
+/* The same, followed by `detail`: lines of "  key value" that say more. */
+__attribute__((noreturn)) KA_COLD void ka_fatal_detail(const char *func, const char *what,
+							 const void *addr, const char *ctx,
+							 const char *detail);
 void ka_set_fatal_hook(void (*hook)(const char *msg));
 void ka_warn(const char *what, const char *detail);
 
@@ -92,6 +96,8 @@ struct ka_options {
 	uint64_t stats;          /* print tables at exit */
 	uint64_t poison;
 	uint64_t redzone;
+	uint64_t consistency;    /* check every free against its slab's free state */
+	uint64_t publish;        /* publish counters in /dev/shm for kalloc-top */
 	uint64_t tcache_max;     /* objects per thread-cache bin at most; 0 = no cache */
 };
 extern struct ka_options ka_opt;
@@ -265,6 +271,18 @@ void ka_slab_validate(struct ka_cache *c);
 void ka_slabinfo_print(int fd, bool all);
 void ka_slab_prefork(void);
 void ka_slab_postfork(bool child);
+
+/* -------------------------------------------------------------------- debug.c */
+/* The debug modes (poison, redzone, consistency); see debug.c. */
+extern bool ka_debug_on;
+void ka_debug_init(void); /* after the options: sets ka_debug_on, turns thread caches off */
+void ka_poison_object(const struct ka_cache *c, void *obj); /* no-op unless poisoning */
+void *ka_debug_alloc(size_t n, size_t align); /* align 0: malloc's */
+void ka_debug_free(void *p, const char *func);
+void *ka_debug_realloc(void *p, size_t n);
+size_t ka_debug_usable(void *p, const char *func);
+void *ka_debug_cache_alloc(struct ka_cache *c);
+void ka_debug_cache_free(struct ka_cache *c, void *p);
 
 /* -------------------------------------------------------------------- large.c */
 /* size > KA_SMALL_MAX, or any size with align > KA_SMALL_ALIGN_MAX. NULL if refused. */

@@ -78,7 +78,13 @@ void ka_set_fatal_hook(void (*hook)(const char *msg)) { fatal_hook = hook; }
 
 void ka_fatal(const char *func, const char *what, const void *addr, const char *ctx)
 {
-	char mem[256];
+	ka_fatal_detail(func, what, addr, ctx, NULL);
+}
+
+void ka_fatal_detail(const char *func, const char *what, const void *addr, const char *ctx,
+		     const char *detail)
+{
+	char mem[1024];
 	struct ka_buf b = {mem, 0, sizeof mem - 1};
 	ka_buf_str(&b, "kalloc: ");
 	if (func) {
@@ -96,6 +102,7 @@ void ka_fatal(const char *func, const char *what, const void *addr, const char *
 		ka_buf_str(&b, ")");
 	}
 	ka_buf_str(&b, "\n");
+	ka_buf_str(&b, detail);
 	if (fatal_hook) {
 		mem[b.len] = 0;
 		fatal_hook(mem);

@@ -59,7 +59,7 @@ static void *pop_link(struct ka_cache *c, struct ka_slab *s, void *obj)
 /* Freed objects of 16 bytes or more carry the key in their second word. */
 static void mark_free(const struct ka_cache *c, void *obj)
 {
-	if (c->link_off == 0 && c->slot >= 16)
+	if (c->link_off == 0 && c->slot >= 16 && !ka_opt.poison)
 		((uint64_t *)obj)[1] = ka_free_key;
 }
 
@@ -110,6 +110,7 @@ static struct ka_slab *new_slab(struct ka_cache *c)
 		char *obj = base + (size_t)i * c->slot;
 		if (c->ctor)
 			c->ctor(obj);
+		ka_poison_object(c, obj);
 		*link_of(c, obj) = ka_link_encode(next, link_of(c, obj));
 		next = obj;
 	}
