@@ -39,6 +39,8 @@ void free_aligned_sized(void *p, size_t align, size_t size);
 static KA_NOINLINE void *malloc_slow(size_t n)
 {
 	ka_init();
+	if (KA_UNLIKELY(ka_opt.publish))
+		ka_stats_publish();
 	void *p = n > PTRDIFF_MAX ? NULL : ka_debug_on ? ka_debug_alloc(n, 0) : ka_tcache_malloc_slow(n);
 	if (!p)
 		errno = ENOMEM;
@@ -246,27 +248,26 @@ KA_EXPORT int KA_API(malloc_trim)(size_t pad)
 KA_EXPORT void KA_API(malloc_stats)(void)
 {
 	ka_init();
-	ka_slabinfo_print(2, false);
-	ka_buddy_print(2);
+	ka_stats_print(2);
 }
 
 #ifdef KA_PRELOAD
+/* glibc's fields, filled from kalloc's totals (stats.c). */
 KA_EXPORT struct mallinfo2 mallinfo2(void)
 {
 	struct mallinfo2 mi;
+	struct ka_totals t;
 	memset(&mi, 0, sizeof mi);
 	ka_init();
-	struct ka_buddy_stats bs;
-	struct ka_large_stats ls;
-	ka_buddy_stats(&bs);
-	ka_large_stats(&ls);
-	mi.arena = bs.managed_pages << KA_PAGE_SHIFT;
-	mi.fordblks = bs.free_pages << KA_PAGE_SHIFT;
-	mi.uordblks = mi.arena - mi.fordblks;
-	mi.hblks = ls.nr_huge;
-	mi.hblkhd = ls.huge_bytes;
-	mi.fsmblks = ka_tcache_held_bytes();
-	mi.keepcost = 0;
+	ka_totals(&t);
+	mi.arena = t.mapped - t.huge_used;   /* non-mmapped space: the buddy's chunks */
+	mi.hblks = t.nr_huge;                /* dedicated mappings */
+	mi.hblkhd = t.huge_used;
+	mi.uordblks = ka_totals_in_use(&t) - t.huge_used; /* in use, outside mappings */
+	mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
+	mi.fsmblks = t.tcache;               /* "fastbin" bytes: the thread caches */
+	mi.usmblks = t.peak_mapped;
+	mi.keepcost = t.buddy_free - t.buddy_clean; /* free and resident: what trim would give back */
 	return mi;
 }
 

@@ -14,6 +14,7 @@
  * handlers take all of them in it, so the child finds them consistent):
  */
 enum ka_lock_order {
+	KA_LOCK_PUBLISH, /* stats.c: the published counters (it reads all below) */
 	KA_LOCK_TCACHES, /* tcache.c: the list of thread caches */
 	KA_LOCK_CACHES,  /* slab.c: the list of caches, then each cache's lock in list order */
 	KA_LOCK_HUGE,    /* large.c: dedicated mappings */
@@ -36,6 +37,7 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static void prefork(void)
 {
 	ka_init();
+	ka_stats_prefork();
 	ka_tcache_prefork();
 	ka_slab_prefork();
 	ka_large_prefork();
@@ -54,6 +56,7 @@ static void postfork(bool child)
 	ka_large_postfork(child);
 	ka_slab_postfork(child);
 	ka_tcache_postfork(child);
+	ka_stats_postfork(child);
 }
 
 static void postfork_parent(void) { postfork(false); }

@@ -267,10 +267,36 @@ void ka_cache_free(struct ka_cache *c, void *obj, const char *func);
 /* Collect remote frees and give empty slabs back (all of them, or beyond the reserve). */
 void ka_cache_shrink(struct ka_cache *c, bool all);
 void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info);
+/* Call fn for every cache (kmalloc classes first), with its counts, under the list lock. */
+void ka_cache_walk(void (*fn)(const struct ka_cache *, const struct ka_cache_info *, void *),
+		   void *arg);
 void ka_slab_validate(struct ka_cache *c);
 void ka_slabinfo_print(int fd, bool all);
 void ka_slab_prefork(void);
 void ka_slab_postfork(bool child);
+
+/* -------------------------------------------------------------------- stats.c */
+/* What kalloc holds, in bytes (see stats.c for how each is read). */
+struct ka_totals {
+	size_t mapped, peak_mapped, meta, returned; /* the OS layer's counters */
+	size_t slab_bytes;  /* in slabs */
+	size_t slab_used;   /* objects out of the slabs, thread caches included */
+	size_t tcache;      /* objects in thread caches */
+	size_t large_used;  /* buddy pages handed out as large blocks */
+	size_t huge_used, huge_cached, nr_huge, nr_cached;
+	size_t buddy_free, buddy_clean;
+};
+void ka_totals(struct ka_totals *t);
+KA_INLINE size_t ka_totals_in_use(const struct ka_totals *t)
+{
+	return t->slab_used - t->tcache + t->large_used + t->huge_used;
+}
+/* slabinfo, buddyinfo, large mappings and totals, as malloc_stats prints them. */
+void ka_stats_print(int fd);
+/* Rewrite /dev/shm/kalloc.PID if KA_SHM_PERIOD_MS passed; call with no lock held. */
+void ka_stats_publish(void);
+void ka_stats_prefork(void);
+void ka_stats_postfork(bool child);
 
 /* -------------------------------------------------------------------- debug.c */
 /* The debug modes (poison, redzone, consistency); see debug.c. */

@@ -2,7 +2,8 @@
  * options.c: KALLOC_CONF, one environment variable of key:value pairs
  * separated by commas, parsed once at start-up. It is read from `environ`
  * (getenv may not be safe that early) and parsed in place, without
- * allocating. A bad key or value gets one warning and leaves the default.
+ * allocating. A bad key or value gets one warning and leaves the default;
+ * the item "help" prints the table of options (tools/kalloc-run --help).
  */
 #include <stddef.h>
 #include <string.h>
@@ -34,7 +35,7 @@ static const struct option {
 	{"purge_delay_ms", offsetof(struct ka_options, purge_delay_ms), 0, 3600000, NULL,
 	 "free memory older than this (ms) goes back to the OS (default 1000)"},
 	{"stats", offsetof(struct ka_options, stats), 0, 1, NULL,
-	 "1: print slabinfo and buddyinfo tables at exit"},
+	 "1: print slabinfo, buddyinfo, large mappings and totals at exit"},
 	{"poison", offsetof(struct ka_options, poison), 0, 1, NULL,
 	 "1: fill freed objects with 0x6b (last byte 0xa5), new ones with 0x5a; check on reuse"},
 	{"redzone", offsetof(struct ka_options, redzone), 0, 1, NULL,
@@ -89,6 +90,8 @@ void ka_options_parse(const char *conf)
 		const char *colon = memchr(s, ':', len);
 		if (len == 0) {
 			/* an empty item ("a:1,,b:2") is harmless */
+		} else if (len == 4 && memcmp(s, "help", 4) == 0) {
+			ka_options_help(2);
 		} else if (!colon) {
 			bad("KALLOC_CONF: expected key:value, got", s, len);
 		} else {

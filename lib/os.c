@@ -9,6 +9,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,18 +20,36 @@ static pthread_mutex_t os_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t brk_end; /* end of kalloc's last brk piece, 0 if none */
 static bool brk_failed;   /* the break could not grow once: stop trying */
 static bool (*fail_hook)(void);
-static size_t mapped_heap, mapped_meta;
+/* Counted on every map, unmap and purge: slow paths only. */
+static size_t mapped_heap, mapped_meta, peak_heap, returned;
 
 void ka_os_set_fail_hook(bool (*hook)(void)) { fail_hook = hook; }
+
+void ka_os_counters(struct ka_os_counters *oc)
+{
+	oc->mapped_heap = __atomic_load_n(&mapped_heap, __ATOMIC_RELAXED);
+	oc->mapped_meta = __atomic_load_n(&mapped_meta, __ATOMIC_RELAXED);
+	oc->peak_heap = __atomic_load_n(&peak_heap, __ATOMIC_RELAXED);
+	oc->returned = __atomic_load_n(&returned, __ATOMIC_RELAXED);
+}
+
 size_t ka_os_mapped_heap(void) { return __atomic_load_n(&mapped_heap, __ATOMIC_RELAXED); }
 size_t ka_os_mapped_meta(void) { return __atomic_load_n(&mapped_meta, __ATOMIC_RELAXED); }
 
 static void count(size_t *c, size_t add, bool sub)
 {
-	if (sub)
+	if (sub) {
 		__atomic_fetch_sub(c, add, __ATOMIC_RELAXED);
-	else
-		__atomic_fetch_add(c, add, __ATOMIC_RELAXED);
+		if (c == &mapped_heap)
+			__atomic_fetch_add(&returned, add, __ATOMIC_RELAXED);
+		return;
+	}
+	size_t now = __atomic_add_fetch(c, add, __ATOMIC_RELAXED);
+	size_t peak = __atomic_load_n(&peak_heap, __ATOMIC_RELAXED);
+	while (c == &mapped_heap && now > peak &&
+	       !__atomic_compare_exchange_n(&peak_heap, &peak, now, true, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED))
+		;
 }
 
 static bool failing(void)
@@ -166,7 +185,29 @@ int ka_os_unmap(void *addr, size_t size, int source, bool *kept)
 
 int ka_os_purge(void *addr, size_t size)
 {
-	return madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;
+	if (madvise(addr, size, MADV_DONTNEED) != 0)
+		return errno;
+	__atomic_fetch_add(&returned, size, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void *ka_os_map_file(const char *path, size_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return NULL;
+	void *p = MAP_FAILED;
+	if (ftruncate(fd, (off_t)size) == 0)
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void ka_os_unmap_file(const char *path, void *addr, size_t size)
+{
+	munmap(addr, size);
+	if (path)
+		unlink(path);
 }
 
 void *ka_os_remap(void *addr, size_t old_size, size_t new_size, size_t align)

@@ -59,5 +59,16 @@ void ka_os_postfork(bool child);
 /* Counters of the OS layer, bytes currently mapped for the heap and meta. */
 size_t ka_os_mapped_heap(void);
 size_t ka_os_mapped_meta(void);
+struct ka_os_counters {
+	size_t mapped_heap, mapped_meta;
+	size_t peak_heap; /* high-water mark of mapped_heap */
+	size_t returned;  /* bytes given back: purged (MADV_DONTNEED) or unmapped, in all */
+};
+void ka_os_counters(struct ka_os_counters *oc);
+
+/* A shared file mapping of `size` bytes at path (created, truncated, 0600), or NULL. */
+void *ka_os_map_file(const char *path, size_t size);
+/* Unmap it, and remove the file if path is given. */
+void ka_os_unmap_file(const char *path, void *addr, size_t size);
 
 #endif

@@ -518,6 +518,44 @@ void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void ka_cache_walk(void (*fn)(const struct ka_cache *, const struct ka_cache_info *, void *),
+		   void *arg)
+{
+	pthread_mutex_lock(&caches_lock);
+	for (struct ka_list *e = caches.next; e != &caches; e = e->next) {
+		struct ka_cache *c = ka_container_of(e, struct ka_cache, node);
+		struct ka_cache_info in;
+		ka_cache_info(c, &in);
+		fn(c, &in, arg);
+	}
+	pthread_mutex_unlock(&caches_lock);
+}
+
+struct slabinfo_arg {
+	int fd;
+	bool all;
+};
+
+static void slabinfo_line(const struct ka_cache *c, const struct ka_cache_info *in, void *arg)
+{
+	const struct slabinfo_arg *a = arg;
+	if (!a->all && in->num_slabs == 0)
+		return;
+	char mem[160];
+	struct ka_buf b = {mem, 0, sizeof mem};
+	ka_buf_ustr(&b, c->name, 17);
+	ka_buf_u64(&b, in->active_objs, 13);
+	ka_buf_u64(&b, in->num_objs, 11);
+	ka_buf_u64(&b, c->slot, 10);
+	ka_buf_u64(&b, c->objs, 12);
+	ka_buf_u64(&b, (uint64_t)1 << c->order, 15);
+	ka_buf_str(&b, " : slabdata ");
+	ka_buf_u64(&b, in->active_slabs, 14);
+	ka_buf_u64(&b, in->num_slabs, 12);
+	ka_buf_str(&b, "\n");
+	ka_buf_flush(&b, a->fd);
+}
+
 void ka_slabinfo_print(int fd, bool all)
 {
 	char mem[256];
@@ -526,26 +564,8 @@ void ka_slabinfo_print(int fd, bool all)
 		       "# name            <active_objs> <num_objs> <objsize> <objperslab> "
 		       "<pagesperslab> : slabdata <active_slabs> <num_slabs>\n");
 	ka_buf_flush(&b, fd);
-	pthread_mutex_lock(&caches_lock);
-	for (struct ka_list *e = caches.next; e != &caches; e = e->next) {
-		struct ka_cache *c = ka_container_of(e, struct ka_cache, node);
-		struct ka_cache_info in;
-		ka_cache_info(c, &in);
-		if (!all && in.num_slabs == 0)
-			continue;
-		ka_buf_ustr(&b, c->name, 17);
-		ka_buf_u64(&b, in.active_objs, 13);
-		ka_buf_u64(&b, in.num_objs, 11);
-		ka_buf_u64(&b, c->slot, 10);
-		ka_buf_u64(&b, c->objs, 12);
-		ka_buf_u64(&b, (uint64_t)1 << c->order, 15);
-		ka_buf_str(&b, " : slabdata ");
-		ka_buf_u64(&b, in.active_slabs, 14);
-		ka_buf_u64(&b, in.num_slabs, 12);
-		ka_buf_str(&b, "\n");
-		ka_buf_flush(&b, fd);
-	}
-	pthread_mutex_unlock(&caches_lock);
+	struct slabinfo_arg a = {fd, all};
+	ka_cache_walk(slabinfo_line, &a);
 }
 
 void ka_slab_prefork(void)
