@@ -1,0 +1,129 @@
+/*
+ * t/stats.c: the stats tables and counters, checked against allocations
+ * the test makes itself. Cases run in children under kalloc (preload.h)
+ * with tcache_max:0, so every object is counted in its slab at once.
+ */
+#include <malloc.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "preload.h"
+
+#define N 1000
+
+static int child(const char *name)
+{
+	if (!strcmp(name, "slabinfo")) {
+		fprintf(stderr, "--- before\n");
+		malloc_stats();
+		void *p[N];
+		for (int i = 0; i < N; i++)
+			p[i] = malloc(200); /* kmalloc-224 */
+		fprintf(stderr, "--- after\n");
+		malloc_stats();
+		for (int i = 0; i < N; i++)
+			free(p[i]);
+		fprintf(stderr, "--- freed\n");
+		malloc_stats();
+	} else if (!strcmp(name, "mallinfo2")) {
+		struct mallinfo2 a = mallinfo2();
+		void *big[3], *mid[10];
+		for (int i = 0; i < 3; i++)
+			memset(big[i] = malloc(2 << 20), 1, 2 << 20);
+		for (int i = 0; i < 10; i++)
+			mid[i] = malloc(100 << 10);
+		struct mallinfo2 b = mallinfo2();
+		for (int i = 0; i < 3; i++)
+			free(big[i]);
+		for (int i = 0; i < 10; i++)
+			free(mid[i]);
+		struct mallinfo2 c = mallinfo2();
+		printf("hblks=%zu hblkhd=%zu uord=%zu arena_ok=%d back=%d peak_ok=%d\n", b.hblks - a.hblks,
+		       b.hblkhd - a.hblkhd, b.uordblks - a.uordblks, b.arena >= b.uordblks,
+		       c.hblks == a.hblks && c.uordblks < b.uordblks, b.usmblks >= b.arena + b.hblkhd);
+	} else if (!strcmp(name, "hold")) {
+		/* For t/top.sh: hold objects, fork a child that holds others, and
+		 * keep calling malloc (which publishes) until $T_STOP_FILE exists. */
+		for (int i = 0; i < 5000; i++)
+			malloc(200);
+		fflush(stdout);
+		pid_t kid = fork();
+		if (kid == 0)
+			for (int i = 0; i < 3000; i++)
+				malloc(1000);
+		if (kid != 0)
+			printf("pid=%d child=%d\n", (int)getpid(), (int)kid);
+		fflush(stdout);
+		const char *stop = getenv("T_STOP_FILE");
+		for (int i = 0; i < 600 && stop && access(stop, F_OK) != 0; i++) {
+			free(malloc(64));
+			usleep(50000);
+		}
+		if (kid > 0)
+			waitpid(kid, NULL, 0);
+	} else if (!strcmp(name, "exit")) {
+		void *keep = malloc(3000); /* kmalloc-3k stays live to the end */
+		printf("keep=%p\n", keep);
+	}
+	return 0;
+}
+
+/* active_objs of `cache` in the slabinfo block after `mark`, or -1. */
+static long active(const char *out, const char *mark, const char *cache)
+{
+	const char *m = strstr(out, mark);
+	if (!m)
+		return -1;
+	char pat[40];
+	snprintf(pat, sizeof pat, "\n%s ", cache);
+	const char *l = strstr(m, pat), *end = strstr(m + 1, "\n---");
+	long v;
+	if (!l || (end && l > end)) /* not in this block: no slab of that cache */
+		return 0;
+	return sscanf(l + strlen(pat), "%ld", &v) == 1 ? v : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "child"))
+		return child(argv[2]);
+	kalloc_lib();
+	plan(9);
+	static char out[65536];
+	int st = run_case("tcache_max:0", "slabinfo", out, sizeof out);
+	long a = active(out, "--- before", "kmalloc-224"), b = active(out, "--- after", "kmalloc-224"),
+	     c = active(out, "--- freed", "kmalloc-224");
+	ok(exited_ok(st) && strstr(out, "slabinfo - version: 2.1") && strstr(out, "<active_objs> <num_objs>"),
+	   "malloc_stats prints a /proc/slabinfo table");
+	if (!ok(a >= 0 && b - a == N && c == a, "kmalloc-224 active objects: +%d after %d mallocs of 200 B, back after the frees (%ld, %ld, %ld)", N, N, a, b, c))
+		diag("%s", out);
+	const char *bi = strstr(out, "Node 0, zone   kalloc");
+	int orders = 0;
+	if (bi) {
+		bi += strlen("Node 0, zone   kalloc");
+		long x;
+		int used;
+		while (sscanf(bi, "%ld%n", &x, &used) == 1 && orders < 20)
+			orders++, bi += used;
+	}
+	ok(orders == 11, "a /proc/buddyinfo line with 11 orders (%d)", orders);
+	ok(strstr(out, "mapped from the OS") && strstr(out, "in use by the program") &&
+		   strstr(out, "in per-thread caches") && strstr(out, "returned to the OS"),
+	   "totals: mapped, in use, thread caches, returned");
+
+	st = run_case("tcache_max:0", "mallinfo2", out, sizeof out);
+	size_t hblks = 0, hblkhd = 0, uord = 0;
+	int arena_ok = 0, back = 0, peak_ok = 0;
+	sscanf(out, "hblks=%zu hblkhd=%zu uord=%zu arena_ok=%d back=%d peak_ok=%d", &hblks, &hblkhd, &uord,
+	       &arena_ok, &back, &peak_ok);
+	ok(exited_ok(st) && hblks == 3 && hblkhd >= (size_t)6 << 20, "mallinfo2: 3 more mappings, >= 6 MiB (%zu, %zu)", hblks, hblkhd);
+	ok(uord >= (size_t)1000 << 10 && arena_ok, "mallinfo2: uordblks grew by the 10 x 100 KiB blocks (%zu)", uord);
+	ok(back && peak_ok, "mallinfo2: counts go back after free; usmblks holds the peak");
+
+	st = run_case("stats:1", "exit", out, sizeof out);
+	ok(exited_ok(st) && strstr(out, "kalloc: stats at exit") && strstr(out, "slabinfo - version") &&
+		   strstr(out, "buddyinfo") && strstr(out, "totals"),
+	   "stats:1 prints the tables at exit");
+	ok(active(out, "kalloc: stats at exit", "kmalloc-3k") >= 1, "the object still live at exit is counted");
+	return tap_failed != 0;
+}
