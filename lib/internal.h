@@ -170,14 +170,16 @@ void *ka_buddy_alloc(unsigned order, unsigned kind, bool *zero);
 /* Free a block from ka_buddy_alloc: merges with free buddies. */
 void ka_buddy_free(void *addr, unsigned order);
 /*
- * Allocate exactly npages (<= KA_CHUNK_PAGES) pages, aligned to the power
- * of two above npages: the tail of the block goes straight back to the free
- * lists, never touched.
+ * Allocate exactly npages (<= KA_CHUNK_PAGES) pages starting at a multiple
+ * of align_pages pages (a power of two <= the power of two above npages):
+ * a hole that fits, else the head of a block whose tail goes straight back
+ * to the free lists, never touched.
  */
-void *ka_buddy_alloc_pages(size_t npages, unsigned kind, bool *zero);
+void *ka_buddy_alloc_pages(size_t npages, size_t align_pages, unsigned kind, bool *zero);
 void ka_buddy_free_pages(void *addr, size_t npages);
-/* Is the page holding p in a free block? (Tells a double free from a wild pointer.) */
-bool ka_buddy_page_is_free(const void *p);
+/* The order of the free block holding p, or -1 if p is not in one (tells a
+ * double free from a wild pointer). */
+int ka_buddy_free_order(const void *p);
 /* Grow a block from ka_buddy_alloc_pages in place if the pages after it are free. */
 bool ka_buddy_grow_pages(void *addr, size_t old_npages, size_t new_npages);
 /* Shrink it in place: the pages past new_npages go back. */

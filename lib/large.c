@@ -124,9 +124,9 @@ void *ka_large_alloc(size_t size, size_t align, bool zero)
 	if (size <= KA_LARGE_MAX && align <= KA_LARGE_MAX) {
 		size_t npages = page_round(size) >> KA_PAGE_SHIFT;
 		size_t apages = align >> KA_PAGE_SHIFT;
-		/* A block of n pages is aligned to the power of two above n. */
+		/* Asking for apages pages at least keeps align <= the block's order. */
 		size_t want = npages < apages ? apages : npages;
-		p = ka_buddy_alloc_pages(want, KA_PG_LARGE, &is_zero);
+		p = ka_buddy_alloc_pages(want, apages ? apages : 1, KA_PG_LARGE, &is_zero);
 		if (p && want > npages)
 			ka_buddy_shrink_pages(p, want, npages);
 		if (p)
@@ -144,7 +144,7 @@ static struct ka_page *large_head(void *p, const char *func)
 	struct ka_page *pg = ka_map_page(p);
 	if (pg && ((uintptr_t)p & (KA_PAGE_SIZE - 1)) == 0 && pg->kind == KA_PG_LARGE)
 		return pg;
-	if (pg && ka_buddy_page_is_free(p))
+	if (pg && ka_buddy_free_order(p) >= 0)
 		ka_fatal(func, "double free of", p, "large");
 	ka_fatal(func, "invalid pointer (not the start of a block)", p, pg ? "large" : NULL);
 }

@@ -184,9 +184,9 @@ struct ka_page {
 struct ka_chunk {
 	uintptr_t base;      /* address of page 0 */
 	struct ka_list node; /* on the zone's chunk list, or its free metadata list */
-	uint32_t nfree;      /* pages in free blocks */
 	uint8_t source;      /* KA_SRC_MMAP or KA_SRC_BRK */
-	uint8_t pad[64 - sizeof(uintptr_t) - sizeof(struct ka_list) - 5];
+	uint8_t type;        /* KA_MT_*: what its blocks are for (buddy.c) */
+	uint8_t pad[64 - sizeof(uintptr_t) - sizeof(struct ka_list) - 2];
 	struct ka_page pages[KA_CHUNK_PAGES];
 };
 #define KA_CHUNK_META_ALIGN ((size_t)128 << 10)
@@ -194,10 +194,20 @@ struct ka_chunk {
 enum { KA_SRC_MMAP, KA_SRC_BRK };
 
 /* ------------------------------------------------------------- buddy */
+/*
+ * Mobility types, after the kernel's migrate types: a chunk serves slabs,
+ * large blocks of up to 64 KiB or bigger ones, so that freed blocks merge
+ * back into big ones instead of being pinned apart by long-lived small ones
+ * between them (buddy.c, invariant 5).
+ */
+enum { KA_MT_SLAB, KA_MT_LARGE, KA_MT_BIG, KA_NR_MT };
+
 struct ka_free_area {
-	/* [0] dirty (resident) blocks, newest first; [1] clean (returned) ones. */
-	struct ka_list list[2];
-	size_t nr[2];
+	/* [type][0] dirty (resident) blocks, newest first; [type][1] clean
+	 * (returned) ones. Whole free chunks (order KA_MAX_ORDER) are of no
+	 * type: they are all on [KA_MT_SLAB]. */
+	struct ka_list list[KA_NR_MT][2];
+	size_t nr[KA_NR_MT][2];
 };
 
 /* ------------------------------------------------------- huge mappings */

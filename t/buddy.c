@@ -96,13 +96,15 @@ int main(void)
 			live_pages += b->pages;
 			fill(b);
 		} else if (r < 96 || nlive == 0) {
-			size_t n = 1 + rnd(&s) % 300;
+			size_t n = 1 + rnd(&s) % 300, align = (size_t)1 << rnd(&s) % 5;
+			align = align > n ? 1 : align;
 			bool z;
-			char *p = ka_buddy_alloc_pages(n, KA_PG_LARGE, &z);
+			char *p = ka_buddy_alloc_pages(n, align, KA_PG_LARGE, &z);
 			if (!p) {
 				bad++;
 				continue;
 			}
+			misaligned += ((uintptr_t)p & (KA_PAGE_SIZE * align - 1)) != 0;
 			struct blk *b = &live[nlive++];
 			*b = (struct blk){p, n, 1};
 			live_pages += n;
@@ -131,7 +133,7 @@ int main(void)
 		}
 	}
 	ok(bad == 0, "%d random steps: every allocation served", steps);
-	ok(misaligned == 0, "every block aligned to its size");
+	ok(misaligned == 0, "every block aligned to its size, exact page counts to what was asked");
 	ok(corrupt == 0, "every block kept its contents");
 	ok(1, "free lists valid and live blocks disjoint after every step");
 	while (nlive)
@@ -170,6 +172,27 @@ int main(void)
 	for (int o = 0; o < KA_MAX_ORDER; o++)
 		small += counts[o];
 	ok(small == 0, "1024 pages freed in random order coalesce into order-10 blocks");
+
+	/*
+	 * Slab pages and large blocks asked for in turn: grouped by type into
+	 * chunks of their own, the large blocks merge back into big blocks when
+	 * freed instead of being held apart by the slab pages between them.
+	 */
+	void *sl[256], *lg[256];
+	for (int i = 0; i < 256; i++) {
+		sl[i] = ka_buddy_alloc(0, KA_PG_SLAB, &z);
+		lg[i] = ka_buddy_alloc_pages(5, 1, KA_PG_LARGE, &z);
+	}
+	for (int i = 0; i < 256; i++)
+		ka_buddy_free_pages(lg[i], 5);
+	int merged = 0;
+	for (int i = 0; i < 256; i++)
+		merged += ka_buddy_free_order(lg[i]) >= 9;
+	ok(merged == 256, "large blocks freed between slabs merge into blocks of order >= 9 (%d of 256)",
+	   merged);
+	for (int i = 0; i < 256; i++)
+		ka_buddy_free(sl[i], 0);
+	ka_buddy_validate();
 
 	/* buddyinfo format: "Node 0, zone   kalloc" and 11 counts. */
 	FILE *f = tmpfile();
