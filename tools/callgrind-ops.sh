@@ -1,27 +1,51 @@
 #!/bin/sh
-# callgrind-ops.sh [LIB...]: instructions per iteration of bench/fastpath.c's
-# loops under glibc and each preload library given (default: jemalloc and
-# the build tree's kalloc), counted by callgrind: repeatable on a noisy
-# machine. Each figure is the difference of two runs (300k - 100k
-# iterations) / 200k, so start-up cost cancels; it includes the loop itself
-# (a few instructions) and the PLT.
-here=$(cd "$(dirname "$0")/.." && pwd)
-exe=$(mktemp)
-trap 'rm -f "$exe" "$exe".cg.*' EXIT
-${CC:-cc} -O2 -o "$exe" "$here/bench/fastpath.c" || exit 1
-[ $# -gt 0 ] || set -- /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 "$here/lib/.libs/libkalloc.so"
-count() { # lib mode n
-	valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$exe.cg.%p" \
-		env ${1:+LD_PRELOAD=$1} "$exe" "$2" "$3" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -n 1
-}
-printf '%-50s %8s %8s\n' allocator pair ring
-for lib in "" "$@"; do
-	[ -z "$lib" ] || [ -f "$lib" ] || { echo "$lib: missing" >&2; continue; }
-	line=$(printf '%-50s' "${lib:-glibc}")
-	for mode in pair ring; do
-		a=$(count "$lib" $mode 100000)
-		b=$(count "$lib" $mode 300000)
-		line="$line $(printf '%8d' $(((b - a) / 200000)))"
-	done
-	echo "$line"
+# callgrind-ops.sh [BUILD]: instructions per operation of every
+# single-thread micro case (bench/micro.c, driven by bench/opcount) under
+# glibc, jemalloc, tcmalloc, mimalloc (those installed) and the build
+# tree's kalloc, counted by callgrind: repeatable on a noisy machine.
+# Each figure is one dump of N operations after a warm-up, divided by N; it
+# includes the case's own loop (the same few instructions for all) and the
+# PLT. Writes the table to stdout and to BUILD/bench/results/opcount.md.
+build=${1:-.}
+exe=$build/bench/opcount
+lib=/usr/lib/x86_64-linux-gnu
+[ -x "$exe" ] || { echo "callgrind-ops: $exe not built (make bench/opcount)" >&2; exit 1; }
+command -v valgrind >/dev/null || { echo "callgrind-ops: valgrind not installed" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+n=200000 # operations per case (opcount divides by 100 for big blocks)
+names=""
+for a in glibc: jemalloc:$lib/libjemalloc.so.2 tcmalloc:$lib/libtcmalloc_minimal.so.4 \
+	mimalloc:$lib/libmimalloc.so.2 kalloc:$build/lib/.libs/libkalloc.so; do
+	name=${a%%:*} so=${a#*:}
+	if [ -n "$so" ] && [ ! -f "$so" ]; then
+		echo "callgrind-ops: $name not installed ($so), left out" >&2
+		continue
+	fi
+	valgrind --tool=callgrind --collect-atstart=no --trace-children=yes \
+		--callgrind-out-file="$tmp/$name.%p" env ${so:+LD_PRELOAD=$so} "$exe" $n \
+		>"$tmp/$name.cases" 2>"$tmp/$name.log" || { echo "callgrind-ops: $name failed" >&2; cat "$tmp/$name.log" >&2; continue; }
+	# One dump per case: "desc: Trigger: Client Request: CASE" ... "totals: I";
+	# opcount printed "CASE N" for each.
+	for f in "$tmp/$name".*.*; do
+		awk '/^desc: Trigger: Client Request:/ { c = $5 }
+			/^(summary|totals):/ { if (c != "") print c, $2; exit }' "$f"
+	done >"$tmp/$name.ins"
+	awk 'NR == FNR { ins[$1] = $2; next } { printf "%s %.1f\n", $1, ins[$1] / $2 }' \
+		"$tmp/$name.ins" "$tmp/$name.cases" >"$tmp/$name.ops"
+	names="$names $name"
 done
+{
+	printf '| case (instructions per op) |'
+	for a in $names; do printf ' %s |' "$a"; done
+	printf '\n|---|'
+	for a in $names; do printf -- '---:|'; done
+	echo
+	first=$(echo $names | cut -d' ' -f1)
+	for c in $(cut -d' ' -f1 "$tmp/$first.ops"); do
+		printf '| %s |' "$c"
+		for a in $names; do printf ' %s |' "$(awk -v c="$c" '$1 == c { print $2 }' "$tmp/$a.ops")"; done
+		echo
+	done
+} | tee "$tmp/table"
+mkdir -p "$build/bench/results" && cp "$tmp/table" "$build/bench/results/opcount.md"

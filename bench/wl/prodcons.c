@@ -1,0 +1,188 @@
+/*
+ * prodcons.c: producer/consumer hand-off, where almost every free is a
+ * remote free.
+ *
+ * T/2 producers (at least one) malloc objects of 16..256 B, stamp them and
+ * pass them, 64 pointers per queue slot, through one bounded queue to the
+ * other threads (at least one), which read them, overwrite them and free
+ * them.  Message passing, request pipelines and work queues look like
+ * this.  A thread cache that only refills from its own frees starves on
+ * the producer side and overflows on the consumer side, so the cost of
+ * sending freed objects home, or of reusing them where they die, is what
+ * this measures.  The batches keep the queue's own locking small next to
+ * the 64 mallocs and frees behind each hand-off.
+ *
+ * Usage: prodcons [quick|full] [threads]; prints "prodcons ops=N check=X".
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ESC(p) __asm__ volatile("" : : "g"(p) : "memory")
+
+#define BATCH		64	/* objects per queue slot */
+#define QSLOTS		16
+#define MINSZ		16
+#define MAXSZ		256
+#define MAXTHREADS	256
+
+struct batch {
+	unsigned char *obj[BATCH];
+};
+
+/*
+ * slot[head], ..., slot[(head + count - 1) % QSLOTS] are full, in order.
+ * taken counts batches handed to consumers; when it reaches total no more
+ * will come, and a consumer that finds the queue empty then exits.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t nonempty, nonfull;
+	struct batch slot[QSLOTS];
+	unsigned head, count;
+	long taken, total;
+} q = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.nonempty = PTHREAD_COND_INITIALIZER,
+	.nonfull = PTHREAD_COND_INITIALIZER,
+};
+
+struct job {
+	uint64_t seed;		/* producers: xorshift state, never 0 */
+	long batches;		/* producers: how many to make */
+	uint64_t check;		/* consumers: sum over what they freed */
+} __attribute__((aligned(64)));
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static void *producer(void *arg)
+{
+	struct job *j = arg;
+	uint64_t s = j->seed;
+	struct batch b;
+
+	for (long n = 0; n < j->batches; n++) {
+		for (int i = 0; i < BATCH; i++) {
+			size_t sz = MINSZ + rnd(&s) % (MAXSZ - MINSZ + 1);
+			unsigned char *p = malloc(sz);
+
+			if (!p) {
+				fprintf(stderr, "prodcons: out of memory\n");
+				exit(1);
+			}
+			/* First byte: size; last byte: position. */
+			p[0] = (unsigned char)sz;
+			p[sz - 1] = (unsigned char)i;
+			b.obj[i] = p;
+		}
+		pthread_mutex_lock(&q.lock);
+		while (q.count == QSLOTS)
+			pthread_cond_wait(&q.nonfull, &q.lock);
+		q.slot[(q.head + q.count) % QSLOTS] = b;
+		q.count++;
+		pthread_cond_signal(&q.nonempty);
+		pthread_mutex_unlock(&q.lock);
+	}
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	struct job *j = arg;
+	uint64_t check = 0;
+	struct batch b;
+
+	for (;;) {
+		pthread_mutex_lock(&q.lock);
+		while (q.count == 0 && q.taken < q.total)
+			pthread_cond_wait(&q.nonempty, &q.lock);
+		if (q.count == 0) {
+			pthread_mutex_unlock(&q.lock);
+			break;
+		}
+		b = q.slot[q.head];
+		q.head = (q.head + 1) % QSLOTS;
+		q.count--;
+		/* The last batch out wakes every consumer so they can exit. */
+		if (++q.taken == q.total)
+			pthread_cond_broadcast(&q.nonempty);
+		/*
+		 * Producers sleep on a full queue until it is half empty: one
+		 * wake-up per QSLOTS/2 batches, not one per batch.  count moves
+		 * by one at a time, so it cannot drain past QSLOTS/2 unseen.
+		 */
+		if (q.count == QSLOTS / 2)
+			pthread_cond_broadcast(&q.nonfull);
+		pthread_mutex_unlock(&q.lock);
+
+		for (int i = 0; i < BATCH; i++) {
+			unsigned char *p = b.obj[i];
+			size_t sz = p[0] ? p[0] : 256;	/* 256 wrapped to 0 */
+
+			check += sz + p[sz - 1];
+			memset(p, 0x5a, sz);	/* the consumer owns the lines now */
+			ESC(p);
+			free(p);
+		}
+	}
+	j->check = check;
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+	int nthreads = argc > 2 ? atoi(argv[2]) : 2;
+	int nprod, ncons;
+	long per;
+	struct job *jobs;
+	pthread_t *th;
+	uint64_t check = 0;
+
+	if (nthreads < 1 || nthreads > MAXTHREADS) {
+		fprintf(stderr, "usage: prodcons [quick|full] [threads 1..%d]\n", MAXTHREADS);
+		return 2;
+	}
+	nprod = nthreads / 2 > 0 ? nthreads / 2 : 1;
+	ncons = nthreads - nprod > 0 ? nthreads - nprod : 1;
+	per = (quick ? 8000 : 80000) / nprod;	/* batches per producer */
+	q.total = per * nprod;
+
+	jobs = aligned_alloc(64, (size_t)(nprod + ncons) * sizeof(*jobs));
+	th = malloc((size_t)(nprod + ncons) * sizeof(*th));
+	if (!jobs || !th) {
+		fprintf(stderr, "prodcons: out of memory\n");
+		return 1;
+	}
+	memset(jobs, 0, (size_t)(nprod + ncons) * sizeof(*jobs));
+	for (int t = 0; t < nprod + ncons; t++) {
+		int is_prod = t < nprod;
+
+		jobs[t].seed = 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1);
+		jobs[t].batches = per;
+		if (pthread_create(&th[t], NULL, is_prod ? producer : consumer, &jobs[t]) != 0) {
+			fprintf(stderr, "prodcons: pthread_create failed\n");
+			return 1;
+		}
+	}
+	for (int t = 0; t < nprod + ncons; t++) {
+		pthread_join(th[t], NULL);
+		if (t >= nprod)
+			check += jobs[t].check;
+	}
+	free(th);
+	free(jobs);
+	printf("prodcons ops=%llu check=%llu\n",
+	       (unsigned long long)q.total * BATCH, (unsigned long long)check);
+	return 0;
+}
