@@ -1,0 +1,27 @@
+#!/bin/sh
+# t/bench-smoke.sh BUILD: every benchmark program of bench/ runs to the end
+# under kalloc in its quick mode and prints its result line (make
+# check-bench; the timing itself is make bench's). Ends with
+# "check-bench: N passed, M failed".
+build=${1:-.}
+lib=$build/lib/.libs/libkalloc.so
+passed=0 failed=0
+try() { # name command...
+	name=$1
+	shift
+	if out=$(LD_PRELOAD=$lib "$@" 2>&1) && [ -n "$out" ]; then
+		echo "ok - $name: $(echo "$out" | tail -n 1 | cut -c1-70)"
+		passed=$((passed + 1))
+	else
+		echo "not ok - $name: $(echo "$out" | tail -n 3)"
+		failed=$((failed + 1))
+	fi
+}
+for w in larson prodcons falseshare-active falseshare-passive frag strbuild bigobj shortthreads; do
+	try "$w" "$build/bench/wl/$w" quick 2
+done
+try "micro (every case once, briefly)" "$build/bench/micro" --benchmark_min_time=0.001
+try "opcount (every single-thread case)" "$build/bench/opcount" 2000
+try "scale" "$build/bench/scale" local 2 2000
+echo "check-bench: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
