@@ -83,7 +83,7 @@ static void area_add(struct ka_page *pg, unsigned order, bool clean, uint64_t fr
 	pg->kind = KA_PG_FREE;
 	pg->order = (uint8_t)order;
 	pg->flags = clean ? KA_PGF_CLEAN : 0;
-	ka_store_relaxed(&pg->tag, 0);
+	ka_store_relaxed(ka_page_tag(pg), 0);
 	pg->free.freed_ms = freed_ms;
 	ka_list_add(&zone.area[order].list[t][clean], &pg->free.node);
 	zone.area[order].nr[t][clean]++;
@@ -118,7 +118,7 @@ static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean
 	struct ka_chunk *c = ka_page_chunk(pg);
 	size_t idx = (size_t)(pg - c->pages);
 	pg->kind = KA_PG_TAIL;
-	ka_store_relaxed(&pg->tag, 0);
+	ka_store_relaxed(ka_page_tag(pg), 0);
 	while (order < KA_MAX_ORDER) {
 		size_t bidx = idx ^ ((size_t)1 << order);
 		struct ka_page *b = &c->pages[bidx];
@@ -627,7 +627,7 @@ void ka_buddy_validate(void)
 			CHECK(n >= 1 && i + n <= KA_CHUNK_PAGES, "block overruns its chunk at", a);
 			if (pg->kind == KA_PG_FREE) {
 				CHECK((i & (n - 1)) == 0, "free block misaligned at", a);
-				CHECK(pg->tag == 0, "free block has a slab tag at", a);
+				CHECK(c->tags[i] == 0, "free block has a slab tag at", a);
 				bool clean = pg->flags & KA_PGF_CLEAN;
 				nr[pg->order][list_type(pg, pg->order)][clean]++;
 				free_pages += n;
@@ -643,7 +643,7 @@ void ka_buddy_validate(void)
 				CHECK(c->pages[i + j].kind == KA_PG_TAIL, "overlapping blocks at",
 				      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
 				if (pg->kind != KA_PG_SLAB)
-					CHECK(c->pages[i + j].tag == 0, "stale slab tag at",
+					CHECK(c->tags[i + j] == 0, "stale slab tag at",
 					      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
 			}
 			i += n;

@@ -127,19 +127,27 @@ KA_INLINE uintptr_t ka_map_entry(uintptr_t a)
 	return ka_load_relaxed(&leaf->entry[(a >> KA_CHUNK_SHIFT) & (KA_MAP_LEAF_SIZE - 1)]);
 }
 
+/* The tag (types.h, struct ka_chunk) of the page holding a, for a map entry e of a chunk. */
+KA_INLINE uint32_t *ka_map_tag(uintptr_t e, uintptr_t a)
+{
+	return (uint32_t *)(e - KA_MAP_CHUNK + ((a >> (KA_PAGE_SHIFT - 2)) & ~(uintptr_t)3));
+}
+
 /* The descriptor of the page holding `p` if p is in a buddy chunk, else NULL. */
 KA_INLINE struct ka_page *ka_map_page(const void *p)
 {
 	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
 	if (!(e & KA_MAP_CHUNK))
 		return NULL;
-	return (struct ka_page *)(e - KA_MAP_CHUNK + ((a >> (KA_PAGE_SHIFT - 6)) & ~(uintptr_t)63));
+	uintptr_t t = (uintptr_t)ka_map_tag(e, a);
+	struct ka_chunk *c = (struct ka_chunk *)(t & ~(KA_CHUNK_META_ALIGN - 1));
+	return &c->pages[(t - (uintptr_t)c->tags) >> 2];
 }
 
 /* The map entry of a buddy chunk (see types.h); wraps around on purpose. */
 KA_INLINE uintptr_t ka_map_chunk_entry(const struct ka_chunk *c)
 {
-	return ((uintptr_t)c->pages - ((c->base >> KA_PAGE_SHIFT) << 6)) | KA_MAP_CHUNK;
+	return ((uintptr_t)c->tags - ((c->base >> KA_PAGE_SHIFT) << 2)) | KA_MAP_CHUNK;
 }
 
 /* Set the entry of every granule that [base, base+size) touches. 0 or ENOMEM. */
@@ -159,6 +167,10 @@ KA_INLINE size_t ka_page_index(const struct ka_page *pg)
 KA_INLINE void *ka_page_addr(const struct ka_page *pg)
 {
 	return (void *)(ka_page_chunk(pg)->base + (ka_page_index(pg) << KA_PAGE_SHIFT));
+}
+KA_INLINE uint32_t *ka_page_tag(const struct ka_page *pg)
+{
+	return &ka_page_chunk(pg)->tags[ka_page_index(pg)];
 }
 
 /*

@@ -66,7 +66,7 @@ static void mark_free(const struct ka_cache *c, void *obj)
 struct ka_slab *ka_slab_of(const void *p)
 {
 	struct ka_page *pg = ka_map_page(p);
-	if (!pg || ka_load_relaxed(&pg->tag) == 0)
+	if (!pg || ka_load_relaxed(ka_page_tag(pg)) == 0)
 		return NULL;
 	struct ka_page *head = &ka_page_chunk(pg)->pages[pg->head];
 	return head->kind == KA_PG_SLAB ? &head->slab : NULL;
@@ -85,8 +85,9 @@ static size_t *list_count(struct ka_cache *c, int list)
 static void set_tags(struct ka_slab *s, uint32_t tag)
 {
 	struct ka_page *head = ka_container_of(s, struct ka_page, slab);
+	uint32_t *t = ka_page_tag(head);
 	for (size_t i = 0; i < ((size_t)1 << head->order); i++)
-		ka_store_relaxed(&head[i].tag, tag);
+		ka_store_relaxed(&t[i], tag);
 }
 
 /* ------------------------------------------------------ slab life cycle */
@@ -209,18 +210,38 @@ static void drain_delayed(struct ka_cache *c)
 
 /* ------------------------------------------------------------ the cache API */
 
+#define OWN_SCAN 8
+
+/*
+ * The slab a refill for `owner` takes from: a partial slab the owner last
+ * refilled from (among the first OWN_SCAN), else an empty one, else any
+ * partial one, else a new one. Threads that share a slab share its cache
+ * lines, and writes to neighbouring objects from two cores fight over them
+ * (false sharing): a slab stays with one thread while it can.
+ */
+static struct ka_slab *refill_slab(struct ka_cache *c, uint32_t owner)
+{
+	unsigned k = 0;
+	for (struct ka_list *e = c->partial.next; owner && e != &c->partial && k < OWN_SCAN; e = e->next, k++) {
+		struct ka_slab *s = ka_container_of(e, struct ka_slab, node);
+		if (*ka_page_tag(ka_container_of(s, struct ka_page, slab)) >> 8 == owner)
+			return s;
+	}
+	if (!ka_list_empty(&c->empty))
+		return ka_container_of(c->empty.next, struct ka_slab, node);
+	if (!ka_list_empty(&c->partial))
+		return ka_container_of(c->partial.next, struct ka_slab, node);
+	return new_slab(c);
+}
+
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner)
 {
 	unsigned got = 0;
 	pthread_mutex_lock(&c->lock);
 	drain_delayed(c);
 	while (got < n) {
-		struct ka_slab *s;
-		if (!ka_list_empty(&c->partial))
-			s = ka_container_of(c->partial.next, struct ka_slab, node);
-		else if (!ka_list_empty(&c->empty))
-			s = ka_container_of(c->empty.next, struct ka_slab, node);
-		else if (!(s = new_slab(c)))
+		struct ka_slab *s = refill_slab(c, owner);
+		if (!s)
 			break;
 		collect_remote(c, s);
 		while (got < n && s->freelist) {
@@ -496,7 +517,7 @@ void ka_slab_validate(struct ka_cache *c)
 			CHECK(l != KA_SLAB_PARTIAL || s->inuse > 0, "partial slab unused", base);
 			(void)r;
 			for (size_t i = 0; i < ((size_t)1 << c->order); i++)
-				CHECK((hp[i].tag & 0xff) == (c->cls ? c->cls : KA_CLASS_USER) &&
+				CHECK((ka_page_tag(hp)[i] & 0xff) == (c->cls ? c->cls : KA_CLASS_USER) &&
 					      hp[i].head == hp->head,
 				      "slab page tag wrong in slab", base);
 			inuse += s->inuse;

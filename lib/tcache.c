@@ -270,7 +270,7 @@ void ka_tcache_free_slow(void *p, const char *func)
 	if (cls != 1 && ((uint64_t *)p)[1] == ka_free_key &&
 	    ((tc && in_bin(&tc->bins[cls], p, cls)) || ka_slab_holds_free(s, p)))
 		ka_fatal(func, "double free of", p, c->name);
-	uint32_t tag = ka_load_relaxed(&ka_map_page(p)->tag);
+	uint32_t tag = ka_load_relaxed(ka_page_tag(ka_map_page(p)));
 	if (!tc) {
 		ka_cache_free(c, p, func);
 	} else if ((tag >> 8) == tc->id8 >> 8) {

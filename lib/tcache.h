@@ -57,10 +57,9 @@ KA_INLINE bool ka_tcache_free(void *ptr)
 {
 	uintptr_t a = (uintptr_t)ptr, e = ka_map_entry(a);
 	if (KA_LIKELY(e & KA_MAP_CHUNK)) {
-		struct ka_page *pg = (struct ka_page *)(e - KA_MAP_CHUNK + ((a >> (KA_PAGE_SHIFT - 6)) & ~(uintptr_t)63));
 		struct ka_tcache *tc = ka_tc;
 		/* < 256 exactly when the slab's owner is this thread; then it is the class. */
-		uint32_t cls = ka_load_relaxed(&pg->tag) ^ tc->id8;
+		uint32_t cls = ka_load_relaxed(ka_map_tag(e, a)) ^ tc->id8;
 		if (KA_LIKELY(cls < 256)) {
 			struct ka_bin *b = &tc->bins[cls];
 			char *p = ptr;
