@@ -13,8 +13,10 @@
  * Bins are bounded in bytes: a bin holds at most
  *   min(tcache_max, max(4, KA_TCACHE_BIN_BYTES / class size))
  * objects, so a thread's whole cache stays under ~0.5 MiB whatever it does.
- * Refill brings half of that from the slabs in one locked batch; a full bin
- * sends its older half back in one batch.
+ * A refill brings `fill` objects from the slabs in locked batches, starting
+ * at FILL_FIRST and doubling up to half the bin, so that a short thread that
+ * uses a class a few times does not carry and then flush a hundred of its
+ * objects; a full bin sends its older half back in one batch.
  */
 #include <string.h>
 
@@ -23,6 +25,7 @@
 
 #define KA_TCACHE_BIN_BYTES 16384
 #define BATCH 64
+#define FILL_FIRST 8
 
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
@@ -92,6 +95,7 @@ static struct ka_tcache *tcache_get(void)
 		b->div = ka_classes[c].div;
 		b->slab_mask = ka_classes[c].slab_mask;
 		b->key_off = c == 1 ? 0 : 8;
+		b->fill = (uint16_t)(b->max / 2 < FILL_FIRST ? (b->max / 2 ? b->max / 2 : 1) : FILL_FIRST);
 	}
 	ka_tc = tc;
 	pthread_setspecific(exit_key, tc);
@@ -128,7 +132,9 @@ static void push(struct ka_bin *b, void *obj)
 static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	uint32_t want = b->max / 2 ? b->max / 2 : 1;
+	uint32_t want = b->fill;
+	if (b->fill * 2 <= b->max / 2)
+		b->fill *= 2;
 	void *objs[BATCH];
 	while (want) {
 		unsigned n = ka_slab_alloc_batch(&ka_kmalloc[cls], objs, want < BATCH ? want : BATCH, tc->id8 >> 8);

@@ -288,7 +288,8 @@ struct ka_bin {
 	uint32_t max;
 	uint64_t div;       /* ka_classes[].div */
 	uint32_t slab_mask; /* ka_classes[].slab_mask */
-	uint32_t key_off;   /* where a free object keeps the key: 8, or 0 in kmalloc-8 */
+	uint16_t key_off;   /* where a free object keeps the key: 8, or 0 in kmalloc-8 */
+	uint16_t fill;      /* objects the next refill brings: doubles up to max / 2 */
 };
 
 struct ka_tcache {
