@@ -60,6 +60,34 @@ static void trim_cache_locked(bool all, uint64_t now)
 	}
 }
 
+/*
+ * Resize h's mapping to map_size with mremap: in place, or moved to a chunk
+ * boundary by the kernel without copying. Its pages stay resident, so a
+ * reused mapping costs no page faults for what it already had. False if
+ * the kernel refused; huge_lock held.
+ */
+static bool remap_locked(struct ka_huge *h, size_t map_size)
+{
+	void *p = (void *)h->base;
+	void *np = map_size == h->map_size ? p : ka_os_remap(p, h->map_size, map_size, KA_CHUNK_SIZE);
+	if (np && np != p) {
+		ka_map_set(h->base, h->map_size, 0);
+		ka_map_set((uintptr_t)np, map_size, (uintptr_t)h | KA_MAP_HUGE);
+	} else if (np && map_size > h->map_size) {
+		ka_map_set(h->base, map_size, (uintptr_t)h | KA_MAP_HUGE);
+	} else if (np && map_size < h->map_size) {
+		/* Granules wholly past the new end are no longer ours. */
+		uintptr_t g = (h->base + map_size + KA_CHUNK_SIZE - 1) & ~(KA_CHUNK_SIZE - 1);
+		if (g < h->base + h->map_size)
+			ka_map_set(g, h->base + h->map_size - g, 0);
+	}
+	if (!np)
+		return false;
+	h->base = (uintptr_t)np;
+	h->map_size = map_size;
+	return true;
+}
+
 static void *huge_alloc(size_t size, size_t align, bool *zero)
 {
 	size_t map_size = page_round(size);
@@ -70,18 +98,30 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 	struct ka_huge *h = NULL;
 	pthread_mutex_lock(&huge_lock);
 	trim_cache_locked(false, ka_os_now_ms());
-	/* Reuse a cached mapping that fits without wasting more than a quarter. */
+	/* Reuse a cached mapping that fits without wasting more than a quarter;
+	 * else resize the newest one (its resident pages fault no more). */
 	for (struct ka_list *e = cached.next; e != &cached; e = e->next) {
 		struct ka_huge *c = ka_container_of(e, struct ka_huge, node);
 		if (c->map_size >= map_size && c->map_size - map_size <= map_size / 4 &&
 		    (c->base & (align - 1)) == 0) {
 			h = c;
-			ka_list_del(&h->node);
-			nr_cached--;
-			cached_bytes -= h->map_size;
-			*zero = false;
 			break;
 		}
+	}
+	if (!h && !ka_list_empty(&cached) && align == KA_CHUNK_SIZE) {
+		struct ka_huge *c = ka_container_of(cached.next, struct ka_huge, node);
+		size_t old = c->map_size;
+		if (remap_locked(c, map_size)) {
+			h = c;
+			cached_bytes -= old;
+			cached_bytes += map_size;
+		}
+	}
+	if (h) {
+		ka_list_del(&h->node);
+		nr_cached--;
+		cached_bytes -= h->map_size;
+		*zero = false;
 	}
 	if (!h) {
 		if (!ka_list_empty(&spare)) {
@@ -212,28 +252,15 @@ void *ka_large_resize(void *p, size_t size, const char *func)
 		return NULL;
 	pthread_mutex_lock(&huge_lock);
 	struct ka_huge *h = huge_head(p, func);
-	size_t map_size = page_round(size);
-	void *np = map_size == h->map_size ? p : ka_os_remap(p, h->map_size, map_size, KA_CHUNK_SIZE);
-	if (np && np != p) {
-		ka_map_set(h->base, h->map_size, 0);
-		ka_map_set((uintptr_t)np, map_size, (uintptr_t)h | KA_MAP_HUGE);
-	} else if (np && map_size > h->map_size) {
-		ka_map_set(h->base, map_size, (uintptr_t)h | KA_MAP_HUGE);
-	} else if (np && map_size < h->map_size) {
-		/* Granules wholly past the new end are no longer ours. */
-		uintptr_t g = (h->base + map_size + KA_CHUNK_SIZE - 1) & ~(KA_CHUNK_SIZE - 1);
-		if (g < h->base + h->map_size)
-			ka_map_set(g, h->base + h->map_size - g, 0);
-	}
-	if (np) {
-		live_bytes += map_size;
-		live_bytes -= h->map_size;
-		h->base = (uintptr_t)np;
-		h->map_size = map_size;
+	size_t old = h->map_size;
+	bool ok = remap_locked(h, page_round(size));
+	if (ok) {
+		live_bytes += h->map_size;
+		live_bytes -= old;
 		h->size = size;
 	}
 	pthread_mutex_unlock(&huge_lock);
-	return np;
+	return ok ? (void *)h->base : NULL;
 }
 
 void ka_large_purge(bool all)

@@ -162,6 +162,30 @@ int main(void)
 	kalloc_free(shrunk);
 	ok(kalloc_malloc_trim(0) >= 0, "malloc_trim returns");
 
+	/* A freed mapping of another size is resized for the next huge block:
+	 * its pages are reused (no new mapping), and calloc still zeroes. */
+	struct ka_large_stats ls;
+	char *h8 = kalloc_malloc(8 << 20);
+	memset(h8, 0x55, 8 << 20);
+	kalloc_free(h8);
+	ka_large_stats(&ls);
+	size_t cached_before = ls.nr_cached;
+	unsigned char *h12 = kalloc_calloc(1, 12 << 20);
+	ka_large_stats(&ls);
+	int zeroed = 1;
+	for (size_t i = 0; i < (12 << 20); i += 4093)
+		zeroed &= h12[i] == 0;
+	ok(cached_before == 1 && ls.nr_cached == 0 && ls.nr_huge == 1 && zeroed,
+	   "a freed 8 MiB mapping serves a 12 MiB calloc, zeroed (cached %zu -> %zu)", cached_before,
+	   ls.nr_cached);
+	kalloc_free(h12);
+	char *h3 = kalloc_malloc(3 << 20);
+	ka_large_stats(&ls);
+	ok(ls.nr_cached == 0 && ls.huge_bytes == (3 << 20) && kalloc_malloc_usable_size(h3) == (3 << 20),
+	   "and shrinks to serve a 3 MiB one");
+	kalloc_free(h3);
+	kalloc_malloc_trim(0);
+
 	/* kmem_cache. */
 	struct kmem_cache *kc = kmem_cache_create("test-obj", 40, 0, SLAB_HWCACHE_ALIGN, ctor);
 	void *objs[100];
