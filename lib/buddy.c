@@ -406,7 +406,7 @@ static size_t free_run_end(struct ka_chunk *c, size_t s, size_t want)
 	return e;
 }
 
-#define RUN_SCAN 32
+#define RUN_SCAN 16
 
 /*
  * npages (of `order`) from a run of free blocks in t's
