@@ -133,15 +133,18 @@ KA_INLINE uint32_t *ka_map_tag(uintptr_t e, uintptr_t a)
 	return (uint32_t *)(e - KA_MAP_CHUNK + ((a >> (KA_PAGE_SHIFT - 2)) & ~(uintptr_t)3));
 }
 
+/* The descriptor of the page whose tag is at t. */
+KA_INLINE struct ka_page *ka_tag_page(const uint32_t *t)
+{
+	struct ka_chunk *c = (struct ka_chunk *)((uintptr_t)t & ~(KA_CHUNK_META_ALIGN - 1));
+	return &c->pages[t - c->tags];
+}
+
 /* The descriptor of the page holding `p` if p is in a buddy chunk, else NULL. */
 KA_INLINE struct ka_page *ka_map_page(const void *p)
 {
 	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
-	if (!(e & KA_MAP_CHUNK))
-		return NULL;
-	uintptr_t t = (uintptr_t)ka_map_tag(e, a);
-	struct ka_chunk *c = (struct ka_chunk *)(t & ~(KA_CHUNK_META_ALIGN - 1));
-	return &c->pages[(t - (uintptr_t)c->tags) >> 2];
+	return (e & KA_MAP_CHUNK) ? ka_tag_page(ka_map_tag(e, a)) : NULL;
 }
 
 /* The map entry of a buddy chunk (see types.h); wraps around on purpose. */
@@ -262,6 +265,13 @@ struct ka_cache *ka_cache_create(const char *name, size_t size, size_t align, un
 				 void (*ctor)(void *));
 /* 0, or EBUSY when objects are still live (the cache is then kept). */
 int ka_cache_destroy(struct ka_cache *c);
+/* The slab of the page whose tag (nonzero) is at t. */
+KA_INLINE struct ka_slab *ka_tag_slab(const uint32_t *t)
+{
+	struct ka_page *pg = ka_tag_page(t);
+	struct ka_page *head = &ka_page_chunk(pg)->pages[pg->head];
+	return head->kind == KA_PG_SLAB ? &head->slab : NULL;
+}
 /* The slab holding p, for any address inside a slab; NULL otherwise. */
 struct ka_slab *ka_slab_of(const void *p);
 

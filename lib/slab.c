@@ -65,11 +65,11 @@ static void mark_free(const struct ka_cache *c, void *obj)
 
 struct ka_slab *ka_slab_of(const void *p)
 {
-	struct ka_page *pg = ka_map_page(p);
-	if (!pg || ka_load_relaxed(ka_page_tag(pg)) == 0)
+	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
+	if (!(e & KA_MAP_CHUNK))
 		return NULL;
-	struct ka_page *head = &ka_page_chunk(pg)->pages[pg->head];
-	return head->kind == KA_PG_SLAB ? &head->slab : NULL;
+	uint32_t *t = ka_map_tag(e, a);
+	return ka_load_relaxed(t) ? ka_tag_slab(t) : NULL;
 }
 
 static struct ka_list *list_head(struct ka_cache *c, int list)

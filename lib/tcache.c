@@ -257,7 +257,10 @@ void ka_tcache_free_slow(void *p, const char *func)
 	uintptr_t e = ka_map_entry((uintptr_t)p);
 	if (!e)
 		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
-	struct ka_slab *s = (e & KA_MAP_CHUNK) ? ka_slab_of(p) : NULL;
+	/* One map lookup for the tag and the slab (the remote frees come here). */
+	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, (uintptr_t)p) : NULL;
+	uint32_t tag = tagp ? ka_load_relaxed(tagp) : 0;
+	struct ka_slab *s = tag ? ka_tag_slab(tagp) : NULL;
 	if (!s) {
 		ka_large_free(p, func);
 		return;
@@ -276,7 +279,6 @@ void ka_tcache_free_slow(void *p, const char *func)
 	if (cls != 1 && ((uint64_t *)p)[1] == ka_free_key &&
 	    ((tc && in_bin(&tc->bins[cls], p, cls)) || ka_slab_holds_free(s, p)))
 		ka_fatal(func, "double free of", p, c->name);
-	uint32_t tag = ka_load_relaxed(ka_page_tag(ka_map_page(p)));
 	if (!tc) {
 		ka_cache_free(c, p, func);
 	} else if ((tag >> 8) == tc->id8 >> 8) {
