@@ -279,16 +279,13 @@ static bool has_key(const struct ka_cache *c, void *obj)
 	return c->link_off == 0 && c->slot >= 16 && ((uint64_t *)obj)[1] == ka_free_key;
 }
 
-/*
- * checked: the caller (the thread cache's free) already ruled out a double
- * free; otherwise a freed object's key sends us to walk the slab.
- */
-static void free_locked(struct ka_cache *c, void *obj, const char *func, bool checked)
+/* A freed object's key sends us to walk the slab for a double free. */
+static void free_locked(struct ka_cache *c, void *obj, const char *func)
 {
 	struct ka_slab *s = ka_slab_of(obj);
 	if (!s || s->cache != c || !in_slab(c, s, obj))
 		ka_fatal(func, "invalid pointer (not an object of its cache)", obj, c->name);
-	if (!checked && has_key(c, obj) && holds_free_locked(c, s, obj))
+	if (has_key(c, obj) && holds_free_locked(c, s, obj))
 		ka_fatal(func, "double free of", obj, c->name);
 	mark_free(c, obj);
 	*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
@@ -297,12 +294,38 @@ static void free_locked(struct ka_cache *c, void *obj, const char *func, bool ch
 	settle(c, s);
 }
 
+/*
+ * Objects from a thread cache: already checked against double frees, and
+ * keyed when they entered the cache. Neighbours in a flush are mostly from
+ * one slab: its lookup is reused while they are, and it is settled once
+ * when the batch moves on (a slab cannot empty, hence go back to the buddy,
+ * while an object of the batch still counts in its inuse).
+ */
 void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 {
+	size_t bytes = KA_PAGE_SIZE << c->order;
+	struct ka_slab *s = NULL;
+	uintptr_t base = 0;
 	pthread_mutex_lock(&c->lock);
 	drain_delayed(c);
-	for (unsigned i = 0; i < n; i++)
-		free_locked(c, objs[i], "free()", true);
+	for (unsigned i = 0; i < n; i++) {
+		void *obj = objs[i];
+		if ((uintptr_t)obj - base >= bytes) {
+			if (s)
+				settle(c, s);
+			s = ka_slab_of(obj);
+			if (!s || s->cache != c)
+				ka_fatal("free()", "invalid pointer (not an object of its cache)", obj, c->name);
+			base = (uintptr_t)slab_base(s);
+		}
+		if (!ka_obj_offset_ok(c, (uintptr_t)obj - base))
+			ka_fatal("free()", "invalid pointer (not an object of its cache)", obj, c->name);
+		*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
+		s->freelist = obj;
+		s->inuse--;
+	}
+	if (s)
+		settle(c, s);
 	c->active_objs -= n;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -355,7 +378,7 @@ void *ka_cache_alloc(struct ka_cache *c)
 void ka_cache_free(struct ka_cache *c, void *obj, const char *func)
 {
 	pthread_mutex_lock(&c->lock);
-	free_locked(c, obj, func, false);
+	free_locked(c, obj, func);
 	c->active_objs--;
 	pthread_mutex_unlock(&c->lock);
 }
