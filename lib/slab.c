@@ -224,7 +224,7 @@ static struct ka_slab *refill_slab(struct ka_cache *c, uint32_t owner)
 	unsigned k = 0;
 	for (struct ka_list *e = c->partial.next; owner && e != &c->partial && k < OWN_SCAN; e = e->next, k++) {
 		struct ka_slab *s = ka_container_of(e, struct ka_slab, node);
-		if (*ka_page_tag(ka_container_of(s, struct ka_page, slab)) >> 8 == owner)
+		if (s->owner == owner)
 			return s;
 	}
 	if (!ka_list_empty(&c->empty))
@@ -250,8 +250,10 @@ unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_
 			s->inuse++;
 			out[got++] = obj;
 		}
-		if (c->cls && owner)
+		if (c->cls && owner && s->owner != owner) {
 			set_tags(s, owner << 8 | c->cls);
+			s->owner = owner;
+		}
 		settle(c, s);
 	}
 	c->active_objs += got;

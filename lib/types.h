@@ -123,7 +123,8 @@ struct ka_slab {
 	struct ka_list node; /* on cache->partial, ->full or ->empty */
 	uintptr_t remote;    /* objects freed by other threads | KA_REMOTE_BUSY */
 	uint32_t inuse;      /* objects not on freelist */
-	uint8_t list;        /* KA_SLAB_EMPTY / PARTIAL / FULL */
+	uint32_t owner : 24; /* the owner in its pages' tags (read here, next to node, by a refill's scan) */
+	uint32_t list : 8;   /* KA_SLAB_EMPTY / PARTIAL / FULL */
 };
 
 enum { KA_SLAB_EMPTY, KA_SLAB_PARTIAL, KA_SLAB_FULL };
