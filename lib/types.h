@@ -234,7 +234,7 @@ struct ka_huge {
 enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
 
 /* ----------------------------------------------------------- size classes */
-#define KA_NR_CLASSES 34 /* class 0 is "none"; 1..33 are the kmalloc classes */
+#define KA_NR_CLASSES 35 /* class 0 is "none"; 1..34 are the kmalloc classes */
 #define KA_SMALL_MAX 8192
 #define KA_SMALL_ALIGN_MAX 4096
 #define KA_SLAB_MAX_ORDER 3
