@@ -76,6 +76,21 @@ static void *short_thread(void *arg)
 	return NULL;
 }
 
+/* The cache a thread ran with and its id. */
+struct seen {
+	struct ka_tcache *tc;
+	uint32_t id8;
+};
+
+static void *record_cache(void *arg)
+{
+	struct seen *s = arg;
+	kalloc_free(kalloc_malloc(64));
+	s->tc = ka_tc;
+	s->id8 = ka_tc->id8;
+	return NULL;
+}
+
 static size_t active_objs(void)
 {
 	size_t n = 0;
@@ -89,7 +104,7 @@ static size_t active_objs(void)
 
 int main(void)
 {
-	plan(6);
+	plan(7);
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, independent, (void *)(uintptr_t)(i + 1));
@@ -129,6 +144,19 @@ int main(void)
 	   c48->name, peak, rounds);
 	for (unsigned k = 1; k < KA_NR_CLASSES; k++)
 		ka_slab_validate(&ka_kmalloc[k]);
+
+	/*
+	 * A thread that takes over a retired cache gets a new owner id, so it
+	 * does not take over the slabs of the thread that retired it.
+	 */
+	struct seen s1, s2;
+	pthread_t r;
+	pthread_create(&r, NULL, record_cache, &s1);
+	pthread_join(r, NULL);
+	pthread_create(&r, NULL, record_cache, &s2);
+	pthread_join(r, NULL);
+	ok(s1.tc == s2.tc && s1.id8 != s2.id8, "a retired cache is reused with a fresh id (%u -> %u)",
+	   s1.id8 >> 8, s2.id8 >> 8);
 
 	/* Thousands of short threads: their caches are flushed at exit. */
 	kalloc_malloc_trim(0);
