@@ -409,17 +409,18 @@ static size_t free_run_end(struct ka_chunk *c, size_t s, size_t want)
 #define RUN_SCAN 16
 
 /*
- * npages (of `order`) from a run of free blocks in t's
- * chunks that no single block holds: a run longer than 2^(order-1) pages
- * holds an aligned block of order-1 or order-2, so the runs around the
- * first RUN_SCAN such blocks are tried. This fills the holes that freed
+ * npages (of `order`, at a multiple of align) from a run of free blocks in
+ * t's chunks that no single block holds: a run longer than 2^(order-1)
+ * pages holds an aligned block of order-1 or order-2, so the runs around
+ * the first RUN_SCAN such blocks are tried. This fills the holes that freed
  * large blocks leave before a bigger block is split; NULL if none fits.
  */
 static struct ka_page *take_run(size_t npages, size_t align, unsigned order, unsigned t, bool *clean)
 {
 	unsigned scanned = 0;
-	for (unsigned o = order - 1; order >= 2 && o + 2 >= order; o--)
+	for (unsigned k = 1; order >= 2 && k <= 2; k++)
 		for (int cl = 0; cl < 2; cl++) {
+			unsigned o = order - k;
 			struct ka_list *head = &zone.area[o].list[t][cl];
 			for (struct ka_list *l = head->next; l != head; l = l->next) {
 				if (++scanned > RUN_SCAN)
@@ -568,11 +569,11 @@ size_t ka_buddy_purge(bool all)
 void ka_buddy_info(size_t counts[KA_NR_ORDERS])
 {
 	pthread_mutex_lock(&zone.lock);
-	for (int o = 0; o < KA_NR_ORDERS; o++)
+	for (int o = 0; o < KA_NR_ORDERS; o++) {
 		counts[o] = 0;
-	for (int o = 0; o < KA_NR_ORDERS; o++)
 		for (int t = 0; t < KA_NR_MT; t++)
 			counts[o] += zone.area[o].nr[t][0] + zone.area[o].nr[t][1];
+	}
 	pthread_mutex_unlock(&zone.lock);
 }
 

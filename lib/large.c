@@ -36,12 +36,17 @@ static struct ka_huge *huge_of(const void *p)
 	return (e & KA_MAP_HUGE) ? (struct ka_huge *)(e & ~KA_MAP_TAGS) : NULL;
 }
 
-/* Unmap a cached mapping; huge_lock held. */
-static void drop(struct ka_huge *h)
+/* Take h off the cache of freed mappings; huge_lock held. */
+static void uncache(struct ka_huge *h)
 {
 	ka_list_del(&h->node);
 	nr_cached--;
 	cached_bytes -= h->map_size;
+}
+
+/* Unmap a mapping that is on no list; huge_lock held. */
+static void unmap(struct ka_huge *h)
+{
 	ka_map_set(h->base, h->map_size, 0);
 	bool kept;
 	ka_os_unmap((void *)h->base, h->map_size, KA_SRC_MMAP, &kept);
@@ -56,7 +61,8 @@ static void trim_cache_locked(bool all, uint64_t now)
 		if (!all && nr_cached <= HUGE_CACHE_MAX && cached_bytes <= HUGE_CACHE_BYTES &&
 		    now - old->freed_ms < ka_opt.purge_delay_ms)
 			break;
-		drop(old);
+		uncache(old);
+		unmap(old);
 	}
 }
 
@@ -108,21 +114,17 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 			break;
 		}
 	}
-	if (!h && !ka_list_empty(&cached) && align == KA_CHUNK_SIZE) {
-		struct ka_huge *c = ka_container_of(cached.next, struct ka_huge, node);
-		size_t old = c->map_size;
-		if (remap_locked(c, map_size)) {
-			h = c;
-			cached_bytes -= old;
-			cached_bytes += map_size;
+	if (h) {
+		uncache(h);
+	} else if (!ka_list_empty(&cached) && align == KA_CHUNK_SIZE) {
+		h = ka_container_of(cached.next, struct ka_huge, node);
+		uncache(h);
+		if (!remap_locked(h, map_size)) {
+			unmap(h);
+			h = NULL;
 		}
 	}
-	if (h) {
-		ka_list_del(&h->node);
-		nr_cached--;
-		cached_bytes -= h->map_size;
-		*zero = false;
-	}
+	*zero = !h; /* a new mapping reads as zero */
 	if (!h) {
 		if (!ka_list_empty(&spare)) {
 			h = ka_container_of(spare.next, struct ka_huge, node);
@@ -143,7 +145,6 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 		}
 		h->base = (uintptr_t)base;
 		h->map_size = map_size;
-		*zero = true;
 	}
 	ka_list_init(&h->node);
 	h->size = size;

@@ -152,14 +152,20 @@ static void settle(struct ka_cache *c, struct ka_slab *s)
 	(*list_count(c, want))++;
 }
 
+/* Push obj, no longer in use, on its slab's free list. */
+static void to_freelist(struct ka_cache *c, struct ka_slab *s, void *obj)
+{
+	*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
+	s->freelist = obj;
+	s->inuse--;
+}
+
 /* Put a chain of objects, linked as on `remote`, on the slab's free list. */
 static void take_chain(struct ka_cache *c, struct ka_slab *s, void *obj)
 {
 	while (obj) {
 		void *next = pop_link(c, s, obj);
-		*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
-		s->freelist = obj;
-		s->inuse--;
+		to_freelist(c, s, obj);
 		c->active_objs--;
 		obj = next;
 	}
@@ -290,9 +296,7 @@ static void free_locked(struct ka_cache *c, void *obj, const char *func)
 	if (has_key(c, obj) && holds_free_locked(c, s, obj))
 		ka_fatal(func, "double free of", obj, c->name);
 	mark_free(c, obj);
-	*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
-	s->freelist = obj;
-	s->inuse--;
+	to_freelist(c, s, obj);
 	settle(c, s);
 }
 
@@ -322,9 +326,7 @@ void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 		}
 		if (!ka_obj_offset_ok(c, (uintptr_t)obj - base))
 			ka_fatal("free()", "invalid pointer (not an object of its cache)", obj, c->name);
-		*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
-		s->freelist = obj;
-		s->inuse--;
+		to_freelist(c, s, obj);
 	}
 	if (s)
 		settle(c, s);

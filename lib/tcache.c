@@ -51,6 +51,12 @@ static uint32_t bin_max(unsigned cls)
 	return (uint32_t)(m < ka_opt.tcache_max ? m : ka_opt.tcache_max);
 }
 
+/* The most a refill brings: half the bin, at least one. */
+static uint32_t fill_max(const struct ka_bin *b)
+{
+	return b->max / 2 ? b->max / 2 : 1;
+}
+
 static void destructor(void *arg)
 {
 	(void)arg;
@@ -107,7 +113,7 @@ static struct ka_tcache *tcache_get(void)
 		b->div = ka_classes[c].div;
 		b->slab_mask = ka_classes[c].slab_mask;
 		b->key_off = c == 1 ? 0 : 8;
-		b->fill = (uint16_t)(b->max / 2 < FILL_FIRST ? (b->max / 2 ? b->max / 2 : 1) : FILL_FIRST);
+		b->fill = (uint16_t)(fill_max(b) < FILL_FIRST ? fill_max(b) : FILL_FIRST);
 	}
 	ka_tc = tc;
 	pthread_setspecific(exit_key, tc);
@@ -145,7 +151,7 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
 	uint32_t want = b->fill;
-	if (b->fill * 2 <= b->max / 2)
+	if (b->fill * 2 <= fill_max(b))
 		b->fill *= 2;
 	void *objs[BATCH];
 	while (want) {
