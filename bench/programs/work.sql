@@ -1,8 +1,9 @@
--- A fixed sqlite3 workload for the allocator benchmarks (300000 rows).
+-- A fixed sqlite3 workload for the allocator benchmarks; @rows rows
+-- (tools/kalloc-bench sets it: 30000 quick, 300000 full).
 PRAGMA cache_size = -65536;
 CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, name TEXT, body TEXT);
-WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000)
-INSERT INTO t SELECT x, (x * 7919) % 100003, printf('name-%08d', (x * 31) % 300000),
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < @rows)
+INSERT INTO t SELECT x, (x * 7919) % 100003, printf('name-%08d', (x * 31) % @rows),
        substr('the quick brown fox jumps over the lazy dog and keeps running', 1 + x % 40, 10 + x % 50)
 FROM c;
 CREATE INDEX t_k ON t(k);

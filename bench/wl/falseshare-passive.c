@@ -18,15 +18,7 @@ static void *work(void *arg)
 {
 	struct job *j = arg;
 	free(j->first);
-	for (long i = 0; i < j->objs; i++) {
-		volatile char *p = wl_xmalloc(8);
-		for (int b = 0; b < 8; b++)
-			p[b] = 0;
-		for (long w = 0; w < j->writes; w++)
-			p[w & 7] = (char)(p[w & 7] + 1);
-		j->check += (unsigned char)p[0];
-		free((void *)p);
-	}
+	j->check = wl_write_small(j->objs, j->writes);
 	return NULL;
 }
 

@@ -17,14 +17,9 @@
  * and main joins it.  A partition is touched by one thread at a time (the
  * handover is pthread_create, which orders memory), so it needs no lock.
  */
-#include <pthread.h>
 #include <semaphore.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#define ESC(p) __asm__ volatile("" : : "g"(p) : "memory")
+#include "wl.h"
 
 #define SLOTS		1000	/* blocks per partition */
 #define MINSZ		16	/* >= sizeof(size_t): a block starts with its size */
@@ -46,32 +41,11 @@ static void **blocks;		/* nthreads * SLOTS */
 static long steps;		/* per thread (epoch) */
 static sem_t done;		/* posted once per finished chain */
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n);
-
-	if (!p) {
-		fprintf(stderr, "larson: out of memory (%zu bytes)\n", n);
-		exit(1);
-	}
-	return p;
-}
-
 /* A block holds its size in its first bytes and the slot in its last. */
 static void *new_block(uint64_t r, unsigned k)
 {
 	size_t n = MINSZ + (size_t)(r >> 32) % (MAXSZ - MINSZ + 1);
-	unsigned char *b = xmalloc(n);
+	unsigned char *b = wl_xmalloc(n);
 
 	memcpy(b, &n, sizeof(n));
 	b[n - 1] = (unsigned char)k;
@@ -97,7 +71,7 @@ static void *worker(void *arg)
 		exit(1);
 	}
 	for (long i = 0; i < steps; i++) {
-		uint64_t r = rnd(&s);
+		uint64_t r = wl_rand(&s);
 		unsigned k = (unsigned)(r % SLOTS);
 
 		check += sum_block(p->blk[k]);
@@ -128,8 +102,8 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-	int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
-	int nthreads = argc > 2 ? atoi(argv[2]) : 2;
+	struct wl_args a = wl_parse(argc, argv);
+	int nthreads = a.threads;
 	uint64_t ops = 0, check = 0;
 	struct part *parts;
 
@@ -137,8 +111,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: larson [quick|full] [threads 1..%d]\n", MAXTHREADS);
 		return 2;
 	}
-	steps = quick ? 400000 : 4000000;
-	blocks = xmalloc((size_t)nthreads * SLOTS * sizeof(*blocks));
+	steps = a.quick ? 400000 : 4000000;
+	blocks = wl_xmalloc((size_t)nthreads * SLOTS * sizeof(*blocks));
 	parts = aligned_alloc(64, (size_t)nthreads * sizeof(*parts));
 	if (!parts) {
 		fprintf(stderr, "larson: out of memory\n");
@@ -155,7 +129,7 @@ int main(int argc, char **argv)
 		p->seed = 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1);
 		p->epochs_left = EPOCHS;
 		for (unsigned k = 0; k < SLOTS; k++)
-			p->blk[k] = new_block(rnd(&p->seed), k);
+			p->blk[k] = new_block(wl_rand(&p->seed), k);
 	}
 	for (int t = 0; t < nthreads; t++) {
 		pthread_t first;
@@ -182,7 +156,6 @@ int main(int argc, char **argv)
 	sem_destroy(&done);
 	free(parts);
 	free(blocks);
-	printf("larson ops=%llu check=%llu\n", (unsigned long long)ops,
-	       (unsigned long long)check);
+	wl_done("larson", ops, check);
 	return 0;
 }

@@ -14,13 +14,7 @@
  *
  * Usage: prodcons [quick|full] [threads]; prints "prodcons ops=N check=X".
  */
-#include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define ESC(p) __asm__ volatile("" : : "g"(p) : "memory")
+#include "wl.h"
 
 #define BATCH		64	/* objects per queue slot */
 #define QSLOTS		16
@@ -55,16 +49,6 @@ struct job {
 	uint64_t check;		/* consumers: sum over what they freed */
 } __attribute__((aligned(64)));
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 static void *producer(void *arg)
 {
 	struct job *j = arg;
@@ -73,13 +57,9 @@ static void *producer(void *arg)
 
 	for (long n = 0; n < j->batches; n++) {
 		for (int i = 0; i < BATCH; i++) {
-			size_t sz = MINSZ + rnd(&s) % (MAXSZ - MINSZ + 1);
-			unsigned char *p = malloc(sz);
+			size_t sz = wl_size(&s, MINSZ, MAXSZ);
+			unsigned char *p = wl_xmalloc(sz);
 
-			if (!p) {
-				fprintf(stderr, "prodcons: out of memory\n");
-				exit(1);
-			}
 			/* First byte: size; last byte: position. */
 			p[0] = (unsigned char)sz;
 			p[sz - 1] = (unsigned char)i;
@@ -141,8 +121,8 @@ static void *consumer(void *arg)
 
 int main(int argc, char **argv)
 {
-	int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
-	int nthreads = argc > 2 ? atoi(argv[2]) : 2;
+	struct wl_args a = wl_parse(argc, argv);
+	int nthreads = a.threads;
 	int nprod, ncons;
 	long per;
 	struct job *jobs;
@@ -155,7 +135,7 @@ int main(int argc, char **argv)
 	}
 	nprod = nthreads / 2 > 0 ? nthreads / 2 : 1;
 	ncons = nthreads - nprod > 0 ? nthreads - nprod : 1;
-	per = (quick ? 8000 : 80000) / nprod;	/* batches per producer */
+	per = (a.quick ? 8000 : 80000) / nprod;	/* batches per producer */
 	q.total = per * nprod;
 
 	jobs = aligned_alloc(64, (size_t)(nprod + ncons) * sizeof(*jobs));
@@ -182,7 +162,6 @@ int main(int argc, char **argv)
 	}
 	free(th);
 	free(jobs);
-	printf("prodcons ops=%llu check=%llu\n",
-	       (unsigned long long)q.total * BATCH, (unsigned long long)check);
+	wl_done("prodcons", (uint64_t)q.total * BATCH, check);
 	return 0;
 }

@@ -62,4 +62,24 @@ static inline void *wl_xmalloc(size_t n)
 	return p;
 }
 
+/*
+ * The false-sharing loop: objs times, malloc 8 bytes, write them `writes`
+ * times, free. Two threads whose 8-byte objects share a cache line make
+ * each other's writes miss. Returns a checksum of what was written.
+ */
+static inline uint64_t wl_write_small(long objs, long writes)
+{
+	uint64_t check = 0;
+	for (long i = 0; i < objs; i++) {
+		volatile char *p = wl_xmalloc(8);
+		for (int b = 0; b < 8; b++)
+			p[b] = 0;
+		for (long w = 0; w < writes; w++)
+			p[w & 7] = (char)(p[w & 7] + 1);
+		check += (unsigned char)p[0];
+		free((void *)p);
+	}
+	return check;
+}
+
 #endif
