@@ -10,7 +10,7 @@
  * Semantics follow glibc's where glibc documents them: NULL with ENOMEM on
  * failure; calloc and reallocarray check overflow; realloc(p, 0) frees p
  * and returns NULL; a failed realloc leaves the block intact; free keeps
- * errno. Blocks of 16 bytes or more are 16-aligned; kmalloc-8 gives 8.
+ * errno. Every block is 16-aligned (1 to 16 bytes come from kmalloc-16).
  */
 #include <errno.h>
 #include <malloc.h>

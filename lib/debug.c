@@ -15,7 +15,7 @@
  *                realloc and malloc_usable_size, which returns n.
  *   consistency  SLAB_CONSISTENCY_CHECKS: every free is checked against
  *                its slab's own free state, so every double free is caught
- *                (kmalloc-8 too). poison implies it: a poisoned object has
+ *                (even one whose key word was overwritten). poison implies it: a poisoned object has
  *                no room for the cheap double-free key.
  *
  * Any mode switches the thread caches off at start-up (tcache_max 0), so
@@ -174,7 +174,7 @@ static void *take(struct ka_cache *c)
 	if (!ka_slab_alloc_batch(c, &obj, 1, 0))
 		return NULL;
 	check_poison(c, obj, "malloc()");
-	if (!poisoned(c) && c->link_off == 0 && c->slot >= 16)
+	if (!poisoned(c) && ka_cache_keyed(c))
 		((uint64_t *)obj)[1] = 0; /* the free key (slab.c mark_free) */
 	return obj;
 }

@@ -224,6 +224,8 @@ extern struct ka_class ka_classes[KA_NR_CLASSES];
 /* Size -> class for sizes 0..KA_SMALL_MAX, indexed by (size + 7) / 8. */
 extern uint8_t ka_size_class[KA_SMALL_MAX / 8 + 1];
 void ka_sizeclass_init(void);
+/* The object-start test's constants for objects of `slot` bytes, `objs` to a slab. */
+void ka_obj_divisor(uint32_t slot, uint32_t objs, uint64_t *div, uint64_t *limit);
 /* The slab order for objects of `slot` bytes, by the rule atop sizeclass.c. */
 unsigned ka_slab_order(size_t slot, unsigned max_order, unsigned *objs);
 /* "prefix" + size, in the kernel's way: kmalloc-96, kmalloc-1k. */
@@ -275,11 +277,34 @@ KA_INLINE struct ka_slab *ka_tag_slab(const uint32_t *t)
 /* The slab holding p, for any address inside a slab; NULL otherwise. */
 struct ka_slab *ka_slab_of(const void *p);
 
-/* Is `off` (bytes from a slab's start) an object boundary of cache c? One
- * multiply: for off < 2^32, off % slot == 0 exactly when off * div < div. */
+/*
+ * Is `off` (bytes from a slab's start) the start of one of cache c's
+ * objects? This is the one object-start test: it rejects the inside of an
+ * object and the slab's tail past its last object alike. The bound makes it
+ * exact for any offset; for offsets inside the slab the multiply alone is
+ * (ka_obj_divisor), which is what the free fast path uses.
+ */
 KA_INLINE bool ka_obj_offset_ok(const struct ka_cache *c, size_t off)
 {
-	return off < (size_t)c->objs * c->slot && off * c->div < c->div;
+	return off < (size_t)c->objs * c->slot && off * c->div < c->limit;
+}
+
+/*
+ * Does a free object of cache c carry ka_free_key in its second word? Not
+ * when the link lives past the object (constructed caches keep the object
+ * intact) or when there is no second word (user caches of 8-byte objects;
+ * every kmalloc class has one).
+ */
+KA_INLINE bool ka_cache_keyed(const struct ka_cache *c)
+{
+	return c->link_off == 0 && c->slot >= 16;
+}
+/* Is obj marked free? A live object never carries the key (every
+ * allocation path clears it), so a match is a double free, short of a
+ * 2^-64 coincidence. */
+KA_INLINE bool ka_obj_marked_free(const struct ka_cache *c, const void *obj)
+{
+	return ka_cache_keyed(c) && ((const uint64_t *)obj)[1] == ka_free_key;
 }
 /* Take up to n objects; tags the slabs they came from with owner (if not 0). */
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner);

@@ -3,8 +3,11 @@
  * everything else (slab order, objects per slab, names, the size -> class
  * lookup) is derived from them at start-up by one rule.
  *
- * The kernel's classes (8 .. 8k with 96 and 192) are the backbone. Below 128
- * every multiple of 16 is a class; above 128 there are four classes per
+ * The kernel's classes (16 .. 8k with 96 and 192) are the backbone; 1 to 8
+ * bytes come from kmalloc-16 too, as glibc's minimum block is 16 bytes: every
+ * object then has a second word for the free key (tcache.h), and tiny blocks
+ * get the 16-byte alignment programs assume. Below 128 every multiple of 16
+ * is a class; above 128 there are four classes per
  * doubling (the kernel's 96 and 192 are two of them), which bounds the
  * internal waste of any request to 25% (20% above 256) where powers of two
  * alone would waste up to half. One more, 4608, takes the page-plus-header
@@ -23,7 +26,7 @@
 #include "internal.h"
 
 static const uint32_t class_sizes[KA_NR_CLASSES] = {
-	0,    8,    16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
+	0,          16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
 	224,  256,  320,  384,  448,  512,  640,  768,  896,  1024, 1280, 1536,
 	1792, 2048, 2560, 3072, 3584, 4096, 4608, 5120, 6144, 7168, 8192,
 };
@@ -52,6 +55,24 @@ unsigned ka_slab_order(size_t slot, unsigned max_order, unsigned *objs)
 	return KA_MAX_ORDER + 1;
 }
 
+/*
+ * The object-start test in one multiply and one compare. With
+ * div = ceil(2^64 / slot) and r = slot * div mod 2^64 (< slot), for any
+ * offset below 2^32: off * div mod 2^64 < div exactly when slot divides off
+ * (the divisibility test of Lemire, Kaser and Kurz), and for off = k * slot
+ * the product is k * r, which grows with k. So `off * div < limit`, with
+ * limit = objs * r, holds exactly for the starts of objects 0 .. objs-1: the
+ * interior of an object and the slab's tail both fail. A power-of-two slot
+ * has r = 0 and fills its slab with no tail, so limit = 1 accepts every
+ * boundary inside the slab.
+ */
+void ka_obj_divisor(uint32_t slot, uint32_t objs, uint64_t *div, uint64_t *limit)
+{
+	*div = UINT64_MAX / slot + 1;
+	uint64_t r = (uint64_t)slot * *div;
+	*limit = r ? objs * r : 1;
+}
+
 void ka_class_name(char *out, size_t cap, const char *prefix, size_t size)
 {
 	char mem[KA_CACHE_NAME_MAX];
@@ -77,7 +98,7 @@ void ka_sizeclass_init(void)
 		k->order = (uint8_t)ka_slab_order(k->size, KA_SLAB_MAX_ORDER, &objs);
 		k->objs = (uint16_t)objs;
 		k->slab_mask = (uint32_t)((KA_PAGE_SIZE << k->order) - 1);
-		k->div = UINT64_MAX / k->size + 1;
+		ka_obj_divisor(k->size, k->objs, &k->div, &k->limit);
 		ka_class_name(k->name, sizeof k->name, "kmalloc-", k->size);
 	}
 	unsigned c = 1;

@@ -56,10 +56,10 @@ static void *pop_link(struct ka_cache *c, struct ka_slab *s, void *obj)
 	return next;
 }
 
-/* Freed objects of 16 bytes or more carry the key in their second word. */
+/* Freed objects carry the key in their second word (ka_cache_keyed). */
 static void mark_free(const struct ka_cache *c, void *obj)
 {
-	if (c->link_off == 0 && c->slot >= 16 && !ka_opt.poison)
+	if (ka_cache_keyed(c) && !ka_opt.poison)
 		((uint64_t *)obj)[1] = ka_free_key;
 }
 
@@ -112,6 +112,7 @@ static struct ka_slab *new_slab(struct ka_cache *c)
 		if (c->ctor)
 			c->ctor(obj);
 		ka_poison_object(c, obj);
+		mark_free(c, obj); /* a never-allocated object is free too: its free() is caught */
 		*link_of(c, obj) = ka_link_encode(next, link_of(c, obj));
 		next = obj;
 	}
@@ -282,18 +283,12 @@ static bool holds_free_locked(struct ka_cache *c, struct ka_slab *s, void *obj)
 	return false;
 }
 
-static bool has_key(const struct ka_cache *c, void *obj)
-{
-	return c->link_off == 0 && c->slot >= 16 && ((uint64_t *)obj)[1] == ka_free_key;
-}
-
-/* A freed object's key sends us to walk the slab for a double free. */
 static void free_locked(struct ka_cache *c, void *obj, const char *func)
 {
 	struct ka_slab *s = ka_slab_of(obj);
 	if (!s || s->cache != c || !in_slab(c, s, obj))
 		ka_fatal(func, "invalid pointer (not an object of its cache)", obj, c->name);
-	if (has_key(c, obj) && holds_free_locked(c, s, obj))
+	if (ka_obj_marked_free(c, obj))
 		ka_fatal(func, "double free of", obj, c->name);
 	mark_free(c, obj);
 	to_freelist(c, s, obj);
@@ -374,7 +369,7 @@ void *ka_cache_alloc(struct ka_cache *c)
 	void *obj;
 	if (!ka_slab_alloc_batch(c, &obj, 1, 0))
 		return NULL;
-	if (c->link_off == 0 && c->slot >= 16)
+	if (ka_cache_keyed(c))
 		((uint64_t *)obj)[1] = 0; /* no key on a live object (see mark_free) */
 	return obj;
 }
@@ -447,7 +442,7 @@ int ka_cache_setup(struct ka_cache *c, const char *name, size_t size, size_t ali
 		return EINVAL;
 	c->size = (uint32_t)size;
 	c->slot = (uint32_t)slot;
-	c->div = UINT64_MAX / slot + 1;
+	ka_obj_divisor((uint32_t)slot, objs, &c->div, &c->limit);
 	c->align = (uint32_t)align;
 	c->objs = objs;
 	c->flags = flags;
@@ -465,7 +460,7 @@ void ka_slab_init(void)
 {
 	for (unsigned i = 1; i < KA_NR_CLASSES; i++)
 		ka_cache_setup(&ka_kmalloc[i], ka_classes[i].name, ka_classes[i].size,
-			       ka_classes[i].size >= 16 ? 16 : 8, 0, NULL, i);
+			       16, 0, NULL, i);
 }
 
 struct ka_cache *ka_cache_create(const char *name, size_t size, size_t align, unsigned flags,

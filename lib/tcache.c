@@ -111,9 +111,9 @@ static struct ka_tcache *tcache_get(void)
 		b->count = 0;
 		b->max = bin_max(c);
 		b->div = ka_classes[c].div;
+		b->limit = ka_classes[c].limit;
 		b->slab_mask = ka_classes[c].slab_mask;
-		b->key_off = c == 1 ? 0 : 8;
-		b->fill = (uint16_t)(fill_max(b) < FILL_FIRST ? fill_max(b) : FILL_FIRST);
+		tc->fill[c] = (uint16_t)(fill_max(b) < FILL_FIRST ? fill_max(b) : FILL_FIRST);
 	}
 	ka_tc = tc;
 	pthread_setspecific(exit_key, tc);
@@ -134,14 +134,14 @@ static void *pop(struct ka_bin *b, unsigned cls)
 	char *p = b->head;
 	b->head = next_of(p, cls);
 	b->count--;
-	*(uint64_t *)(p + b->key_off) = 0;
+	((uint64_t *)p)[1] = 0;
 	return p;
 }
 
 static void push(struct ka_bin *b, void *obj)
 {
 	char *p = obj;
-	*(uint64_t *)(p + b->key_off) = ka_free_key;
+	((uint64_t *)p)[1] = ka_free_key;
 	*(void **)p = ka_link_encode(b->head, p);
 	b->head = p;
 	b->count++;
@@ -150,9 +150,9 @@ static void push(struct ka_bin *b, void *obj)
 static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	uint32_t want = b->fill;
-	if (b->fill * 2 <= fill_max(b))
-		b->fill *= 2;
+	uint32_t want = tc->fill[cls];
+	if (want * 2 <= fill_max(b))
+		tc->fill[cls] = (uint16_t)(want * 2);
 	void *objs[BATCH];
 	while (want) {
 		unsigned n = ka_slab_alloc_batch(&ka_kmalloc[cls], objs, want < BATCH ? want : BATCH, tc->id8 >> 8);
@@ -243,29 +243,27 @@ void *ka_tcache_malloc_slow(size_t n)
 	return b->head ? pop(b, cls) : NULL;
 }
 
-/* Is obj on the calling thread's bin? The confirmation of a double free. */
-static bool in_bin(struct ka_bin *b, void *obj, unsigned cls)
+/*
+ * The slow path's checks of a pointer into slab s, for every caller (free,
+ * realloc, malloc_usable_size): it must be an object start (not inside an
+ * object, not in the slab's tail) and not marked free. A marked object is
+ * free wherever it waits (a bin of any thread, an outbox, an inbox, its
+ * slab), so a match is fatal without a search: that is what catches the
+ * second free of an object that another thread freed first.
+ */
+static void check_object(void *p, struct ka_slab *s, const char *func, const char *freed)
 {
-	uint32_t i = 0;
-	for (void *o = b->head; o && i <= b->count; i++) {
-		if (o == obj)
-			return true;
-		o = next_of(o, cls);
-	}
-	return false;
+	struct ka_cache *c = s->cache;
+	char *base = ka_page_addr(ka_container_of(s, struct ka_page, slab));
+	if (!ka_obj_offset_ok(c, (size_t)((char *)p - base)))
+		ka_fatal(func, "invalid pointer (not the start of an object)", p, c->name);
+	if (ka_obj_marked_free(c, p))
+		ka_fatal(func, freed, p, c->name);
 }
 
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 {
-	struct ka_cache *c = s->cache;
-	char *base = ka_page_addr(ka_container_of(s, struct ka_page, slab));
-	size_t off = (size_t)((char *)p - base);
-	if (!ka_obj_offset_ok(c, off))
-		ka_fatal(func, "invalid pointer (inside an object)", p, c->name);
-	unsigned cls = c->cls;
-	if (c->link_off == 0 && c->slot >= 16 && ((uint64_t *)p)[1] == ka_free_key &&
-	    ((cls && tc_state == TC_LIVE && in_bin(&ka_tc->bins[cls], p, cls)) || ka_slab_holds_free(s, p)))
-		ka_fatal(func, "use of a freed block", p, c->name);
+	check_object(p, s, func, "use of a freed block");
 }
 
 void ka_tcache_free_slow(void *p, const char *func)
@@ -284,19 +282,13 @@ void ka_tcache_free_slow(void *p, const char *func)
 		return;
 	}
 	struct ka_cache *c = s->cache;
-	char *base = ka_page_addr(ka_container_of(s, struct ka_page, slab));
-	size_t off = (size_t)((char *)p - base);
-	if (!ka_obj_offset_ok(c, off))
-		ka_fatal(func, "invalid pointer (inside an object)", p, c->name);
+	check_object(p, s, func, "double free of");
 	if (!c->cls) {
 		ka_cache_free(c, p, func);
 		return;
 	}
 	unsigned cls = c->cls;
 	struct ka_tcache *tc = tcache_get();
-	if (cls != 1 && ((uint64_t *)p)[1] == ka_free_key &&
-	    ((tc && in_bin(&tc->bins[cls], p, cls)) || ka_slab_holds_free(s, p)))
-		ka_fatal(func, "double free of", p, c->name);
 	if (!tc) {
 		ka_cache_free(c, p, func);
 	} else if ((tag >> 8) == tc->id8 >> 8) {

@@ -11,12 +11,13 @@
  *  - malloc: the popped link must decode to an 8-aligned address (a write
  *    after free that hits the link is caught before it is followed);
  *  - free: the address must be in a slab page whose owner is this thread,
- *    at an object boundary (one multiply, see struct ka_class.div), and not
- *    carry the free key in its second word (a free object has it: the slow
- *    path then scans for the object and reports a double free if found).
- *    kmalloc-8 objects have no second word: the key goes in word 0, which
- *    the link overwrites at once, so their double frees are not caught by
- *    default (a full check against the slab's free state is a debug mode).
+ *    at the start of one of the slab's objects (one multiply and one
+ *    compare, ka_obj_divisor: not inside an object, not in the slab's tail),
+ *    and not carry the free key in its second word. Every free object
+ *    carries it (never-allocated ones too), wherever it waits, and no live
+ *    one does, so a match is a double free: the slow path reports it.
+ * What the fast path does not take goes to ka_tcache_free_slow, which makes
+ * the same checks for every other case (check_object in tcache.c).
  */
 #ifndef KALLOC_TCACHE_H
 #define KALLOC_TCACHE_H
@@ -45,7 +46,7 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 			b->head = (void *)next;
 			b->count--;
 			/* Clear the key, so that a later free is not taken for a double one. */
-			*(uint64_t *)(p + b->key_off) = 0;
+			((uint64_t *)p)[1] = 0;
 			return p;
 		}
 	}
@@ -63,8 +64,8 @@ KA_INLINE bool ka_tcache_free(void *ptr)
 		if (KA_LIKELY(cls < 256)) {
 			struct ka_bin *b = &tc->bins[cls];
 			char *p = ptr;
-			uint64_t *key = (uint64_t *)(p + b->key_off);
-			if (KA_LIKELY((a & b->slab_mask) * b->div < b->div && *key != tc->key &&
+			uint64_t *key = (uint64_t *)p + 1;
+			if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != tc->key &&
 				      b->count < b->max)) {
 				*key = tc->key;
 				*(uintptr_t *)p = (uintptr_t)b->head ^ (a >> 12) ^ tc->secret;

@@ -234,7 +234,7 @@ struct ka_huge {
 enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
 
 /* ----------------------------------------------------------- size classes */
-#define KA_NR_CLASSES 35 /* class 0 is "none"; 1..34 are the kmalloc classes */
+#define KA_NR_CLASSES 34 /* class 0 is "none"; 1..33 are the kmalloc classes */
 #define KA_SMALL_MAX 8192
 #define KA_SMALL_ALIGN_MAX 4096
 #define KA_SLAB_MAX_ORDER 3
@@ -246,7 +246,7 @@ struct ka_class {
 	uint8_t order;     /* slab order */
 	uint16_t objs;     /* objects per slab */
 	uint32_t slab_mask;/* slab bytes - 1 */
-	uint64_t div;      /* ceil(2^64 / size): n % size == 0 iff n * div < div */
+	uint64_t div, limit; /* see ka_obj_divisor (sizeclass.c) */
 	char name[16];     /* "kmalloc-96" */
 };
 
@@ -261,7 +261,7 @@ struct ka_cache {
 	size_t active_objs;     /* objects handed out of slabs (incl. thread caches) */
 	uint32_t size;          /* object size asked for */
 	uint32_t slot;          /* stride between objects */
-	uint64_t div;           /* ceil(2^64 / slot), see ka_obj_offset_ok */
+	uint64_t div, limit;    /* ka_obj_divisor(slot, objs), see ka_obj_offset_ok */
 	uint32_t align;
 	uint32_t link_off;      /* where a free object keeps its link */
 	uint32_t objs;          /* objects per slab */
@@ -285,19 +285,19 @@ struct ka_cache {
  */
 struct ka_bin {
 	void *head;         /* encoded singly linked list */
-	uint32_t count;
-	uint32_t max;
-	uint64_t div;       /* ka_classes[].div */
+	uint64_t div, limit;/* ka_classes[]: the object-start test of the free fast path */
 	uint32_t slab_mask; /* ka_classes[].slab_mask */
-	uint16_t key_off;   /* where a free object keeps the key: 8, or 0 in kmalloc-8 */
-	uint16_t fill;      /* objects the next refill brings: doubles up to max / 2 */
+	uint16_t count;
+	uint16_t max;       /* <= KA_TCACHE_BIN_MAX */
 };
+#define KA_TCACHE_BIN_MAX 4096
 
 struct ka_tcache {
 	uint32_t id8;          /* owner id in slab tags, shifted as in the tag (id << 8) */
 	uint64_t key;          /* ka_free_key and ka_secret, copied next to the bins */
 	uintptr_t secret;
 	struct ka_bin bins[KA_NR_CLASSES];
+	uint16_t fill[KA_NR_CLASSES]; /* objects the next refill brings: doubles up to max / 2 */
 	struct ka_list node;   /* on the list of live thread caches */
 };
 
@@ -309,6 +309,7 @@ struct ka_tcache {
 #define KA_TCACHE_ID_NONE ((1u << 24) - 1)
 #define KA_TCACHE_ID_MAX (KA_TCACHE_ID_NONE - 1)
 
+_Static_assert(sizeof(struct ka_bin) == 32, "a bin is found with one shift");
 _Static_assert(sizeof(struct ka_page) == 64, "page descriptor is a cache line");
 _Static_assert(sizeof(struct ka_chunk) == 64 + 68 * KA_CHUNK_PAGES, "chunk header is 64 bytes");
 _Static_assert(sizeof(struct ka_chunk) <= KA_CHUNK_META_ALIGN, "chunk metadata fits its slot");

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../lib/internal.h"
 #include "../lib/kalloc.h"
 #include "tap.h"
 
@@ -164,6 +165,80 @@ static void usable_foreign(int m)
 		kalloc_malloc_usable_size(&x);
 }
 
+/* A block of 1 byte (kmalloc-16 since kmalloc-8 went) freed twice. */
+static void double_tiny(int m)
+{
+	void *p = kalloc_malloc(1), *q = kalloc_malloc(1);
+	note(p);
+	kalloc_free(p);
+	kalloc_free(q);
+	if (m)
+		kalloc_free(p);
+}
+
+/* A frees p into its own bin, then B frees p again: B's call must end it. */
+static void *free_twice_remote(void *p)
+{
+	kalloc_free(p);
+	return NULL;
+}
+static void double_cross_thread(int m)
+{
+	void *p = kalloc_malloc(48);
+	note(p);
+	kalloc_free(p);
+	if (m) {
+		pthread_t t;
+		pthread_create(&t, NULL, free_twice_remote, p);
+		pthread_join(t, NULL);
+	}
+}
+
+/* The address just past the last object of a slab of class `tail_cls`
+ * (slabs are aligned to their size), and `tail_byte` bytes into the tail. */
+static unsigned tail_cls;
+static size_t tail_byte;
+static char *tail_addr(void **block)
+{
+	const struct ka_class *k = &ka_classes[tail_cls];
+	char *p = kalloc_malloc(k->size);
+	*block = p;
+	char *base = (char *)((uintptr_t)p & ~(uintptr_t)k->slab_mask);
+	return base + (size_t)k->objs * k->size + tail_byte;
+}
+static void free_tail(int m)
+{
+	void *p;
+	char *t = tail_addr(&p);
+	note(t);
+	kalloc_free(m ? t : p);
+}
+static void realloc_tail(int m)
+{
+	void *p;
+	char *t = tail_addr(&p);
+	note(t);
+	p = kalloc_realloc(m ? t : p, 10);
+	kalloc_free(p);
+}
+static void usable_tail(int m)
+{
+	void *p;
+	char *t = tail_addr(&p);
+	note(t);
+	kalloc_malloc_usable_size(m ? t : p);
+	kalloc_free(p);
+}
+
+/* One probe of the random test: free `probe_addr`, expected to be reported. */
+static void *probe_addr;
+static void free_probe(int m)
+{
+	note(probe_addr);
+	if (m)
+		kalloc_free(probe_addr);
+}
+
 static const struct {
 	void (*fn)(int);
 	const char *what, *expect;
@@ -179,22 +254,110 @@ static const struct {
 	{double_huge, "double free of a huge block", "free(): double free of"},
 	{realloc_freed, "realloc of a freed block", "realloc(): "},
 	{usable_foreign, "malloc_usable_size of a foreign pointer", "malloc_usable_size(): invalid pointer"},
+	{double_tiny, "double free of a 1-byte block", "free(): double free of"},
+	{double_cross_thread, "A frees, then B frees the same block", "free(): double free of"},
 };
+
+/* Run one case and check it as main() does for the table. */
+static void check_case(void (*fn)(int), const char *what, const char *expect)
+{
+	int sig;
+	const char *msg = kalloc_line(run(fn, 1, &sig));
+	ok(sig == SIGABRT && addr[0] && strstr(msg, expect) && strstr(msg, addr), "%s: SIGABRT, \"%s\" and the address %s",
+	   what, expect, addr);
+	if (!(sig == SIGABRT && strstr(msg, expect)))
+		diag("signal %d, stderr: %s", sig, msg);
+	msg = run(fn, 0, &sig);
+	ok(sig == 0 && !strstr(msg, "kalloc: "), "%s: the same program without the misuse exits cleanly", what);
+}
+
+/* Classes whose slab leaves a tail past its last object. */
+static unsigned tail_classes(unsigned *out)
+{
+	unsigned n = 0;
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
+		if ((size_t)ka_classes[c].objs * ka_classes[c].size <= ka_classes[c].slab_mask)
+			out[n++] = c;
+	return n;
+}
+
+/*
+ * Random addresses inside slabs, against a model of which are live object
+ * starts: a live start is freed (and must be accepted: a false report kills
+ * this process); any other address is freed in a child, which must be
+ * reported and aborted.
+ */
+#define RLIVE 64
+static void random_frees(unsigned long long *s)
+{
+	void *live[RLIVE];
+	size_t size[RLIVE];
+	for (int i = 0; i < RLIVE; i++) {
+		size[i] = 1 + rnd(s) % 2048;
+		live[i] = kalloc_malloc(size[i]);
+	}
+	int probes = 300, reported = 0, accepted = 0, bad = 0;
+	for (int i = 0; i < probes; i++) {
+		int k = (int)(rnd(s) % RLIVE);
+		const struct ka_class *cl = &ka_classes[ka_size_class[(size[k] + 7) >> 3]];
+		char *base = (char *)((uintptr_t)live[k] & ~(uintptr_t)cl->slab_mask);
+		size_t off = rnd(s) % (cl->slab_mask + 1);
+		if (rnd(s) % 2)
+			off -= off % cl->size; /* an object boundary, or the tail's start */
+		char *a = base + off;
+		int j = -1;
+		for (int m = 0; m < RLIVE; m++)
+			if (live[m] == a)
+				j = m;
+		if (j >= 0) {
+			kalloc_free(a);
+			size[j] = 1 + rnd(s) % 2048;
+			live[j] = kalloc_malloc(size[j]);
+			accepted++;
+			continue;
+		}
+		probe_addr = a;
+		int sig;
+		const char *msg = kalloc_line(run(free_probe, 1, &sig));
+		if (sig == SIGABRT && strstr(msg, "kalloc: free(): ") && strstr(msg, addr)) {
+			reported++;
+		} else {
+			bad++;
+			diag("%p (offset %zu in a %s slab) not reported: signal %d, %s", (void *)a, off, cl->name, sig, msg);
+		}
+	}
+	ok(bad == 0 && reported + accepted == probes,
+	   "random frees inside slabs: %d live starts accepted, %d other addresses reported, %d missed", accepted,
+	   reported, bad);
+	for (int i = 0; i < RLIVE; i++)
+		kalloc_free(live[i]);
+}
 
 int main(void)
 {
+	unsigned long seed = test_seed();
+	unsigned long long s = seed ? seed : 1;
+	kalloc_free(kalloc_malloc(1)); /* initialise: the class table */
 	int n = (int)(sizeof cases / sizeof *cases);
-	plan(2 * n);
-	for (int i = 0; i < n; i++) {
-		int sig;
-		const char *msg = kalloc_line(run(cases[i].fn, 1, &sig));
-		ok(sig == SIGABRT && addr[0] && strstr(msg, cases[i].expect) && strstr(msg, addr),
-		   "%s: SIGABRT, \"%s\" and the address %s", cases[i].what, cases[i].expect, addr);
-		if (!(sig == SIGABRT && strstr(msg, cases[i].expect)))
-			diag("signal %d, stderr: %s", sig, msg);
-		msg = run(cases[i].fn, 0, &sig);
-		ok(sig == 0 && !strstr(msg, "kalloc: "), "%s: the same program without the misuse exits cleanly",
-		   cases[i].what);
+	unsigned tails[KA_NR_CLASSES], nt = tail_classes(tails);
+	plan(2 * n + 2 * 4 * (int)nt + 1);
+	for (int i = 0; i < n; i++)
+		check_case(cases[i].fn, cases[i].what, cases[i].expect);
+	char what[96];
+	for (unsigned i = 0; i < nt; i++) {
+		tail_cls = tails[i];
+		const char *name = ka_classes[tail_cls].name;
+		tail_byte = 0;
+		snprintf(what, sizeof what, "free just past the last object of a %s slab", name);
+		check_case(free_tail, what, "free(): invalid pointer");
+		snprintf(what, sizeof what, "realloc just past the last object of a %s slab", name);
+		check_case(realloc_tail, what, "realloc(): invalid pointer");
+		snprintf(what, sizeof what, "malloc_usable_size just past the last object of a %s slab", name);
+		check_case(usable_tail, what, "malloc_usable_size(): invalid pointer");
+		tail_byte = 8;
+		snprintf(what, sizeof what, "free inside the tail of a %s slab", name);
+		check_case(free_tail, what, "free(): invalid pointer");
 	}
+	random_frees(&s);
 	return 0;
 }

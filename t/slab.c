@@ -73,11 +73,11 @@ int main(void)
 	int table_ok = 1, names_ok = 1, waste_ok = 1;
 	for (size_t n = 0; n <= KA_SMALL_MAX; n++) {
 		unsigned c = ka_size_class[(n + 7) >> 3];
-		table_ok &= ka_classes[c].size >= n && (c == 1 || ka_classes[c - 1].size < n || n <= 8);
+		table_ok &= ka_classes[c].size >= n && (c == 1 || ka_classes[c - 1].size < n);
 	}
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
 		const struct ka_class *k = &ka_classes[c];
-		table_ok &= k->size < 16 || k->size % 16 == 0;
+		table_ok &= k->size % 16 == 0;
 		size_t bytes = KA_PAGE_SIZE << k->order;
 		waste_ok &= k->objs >= 4 && (bytes - (size_t)k->objs * k->size) * 8 <= bytes;
 	}
@@ -86,10 +86,22 @@ int main(void)
 		   !strcmp(ka_classes[ka_size_class[128]].name, "kmalloc-1k") &&
 		   !strcmp(ka_classes[ka_size_class[1024]].name, "kmalloc-8k") &&
 		   !strcmp(ka_classes[ka_size_class[48]].name, "kmalloc-384") &&
-		   !strcmp(ka_classes[1].name, "kmalloc-8");
-	ok(table_ok, "every size 0..8192 maps to the smallest class that holds it; classes >= 16 are multiples of 16");
+		   !strcmp(ka_classes[1].name, "kmalloc-16") && ka_size_class[0] == 1 && ka_size_class[1] == 1;
+	ok(table_ok, "every size 0..8192 maps to the smallest class that holds it; every class is a multiple of 16 (1..16 bytes: kmalloc-16)");
 	ok(waste_ok, "every class's slab wastes at most 1/8 and holds at least 4 objects");
 	ok(names_ok, "classes are named as the kernel names them (kmalloc-96, kmalloc-1k, ...)");
+
+	/* The object-start test (ka_obj_divisor) against division, for every
+	 * offset of every class's slab: starts of objects 0..objs-1 only. */
+	int start_ok = 1;
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
+		const struct ka_class *k = &ka_classes[c];
+		for (size_t off = 0; off <= k->slab_mask; off++) {
+			int want = off % k->size == 0 && off / k->size < k->objs;
+			start_ok &= (off * k->div < k->limit) == want;
+		}
+	}
+	ok(start_ok, "off * div < limit holds exactly at the starts of a slab's objects (not inside one, not in the tail)");
 
 	int steps = 30000, bad_pattern = 0, bad_align = 0, bad_usable = 0, nulls = 0;
 	for (int step = 0; step < steps; step++) {
