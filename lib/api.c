@@ -238,7 +238,7 @@ KA_EXPORT int KA_API(malloc_trim)(size_t pad)
 {
 	(void)pad;
 	ka_init();
-	ka_tcache_flush_all();
+	ka_tcache_trim();
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
 		ka_cache_shrink(&ka_kmalloc[c], true);
 	ka_large_purge(true);

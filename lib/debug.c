@@ -212,7 +212,7 @@ static struct ka_slab *slab_checked(void *p, const char *func)
 	if (!s)
 		return NULL;
 	struct ka_cache *c = s->cache;
-	if (!ka_obj_offset_ok(c, (size_t)((char *)p - (char *)ka_page_addr(ka_container_of(s, struct ka_page, slab)))))
+	if (!ka_slab_obj_ok(s, p))
 		ka_fatal(func, "invalid pointer (inside an object)", p, c->name);
 	if (ka_slab_holds_free(s, p))
 		ka_fatal(func, strcmp(func, "free()") == 0 ? "double free of" : "use of a freed block", p,

@@ -289,6 +289,16 @@ KA_INLINE bool ka_obj_offset_ok(const struct ka_cache *c, size_t off)
 	return off < (size_t)c->objs * c->slot && off * c->div < c->limit;
 }
 
+KA_INLINE char *ka_slab_base(const struct ka_slab *s)
+{
+	return ka_page_addr(ka_container_of(s, struct ka_page, slab));
+}
+/* Is p the start of one of slab s's objects? */
+KA_INLINE bool ka_slab_obj_ok(const struct ka_slab *s, const void *p)
+{
+	return ka_obj_offset_ok(s->cache, (uintptr_t)p - (uintptr_t)ka_slab_base(s));
+}
+
 /*
  * Does a free object of cache c carry ka_free_key in its second word? Not
  * when the link lives past the object (constructed caches keep the object
@@ -309,11 +319,13 @@ KA_INLINE bool ka_obj_marked_free(const struct ka_cache *c, const void *obj)
 /* Take up to n objects; tags the slabs they came from with owner (if not 0). */
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner);
 void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n);
-void ka_slab_free_remote(struct ka_slab *s, void *obj);
+/* Re-tag slab s, owned by `from` (a retired or no cache), to `to`; false if
+ * its owner is no longer `from`. */
+bool ka_slab_adopt(struct ka_slab *s, uint32_t from, uint32_t to);
 bool ka_slab_holds_free(struct ka_slab *s, void *obj);
 void *ka_cache_alloc(struct ka_cache *c);
 void ka_cache_free(struct ka_cache *c, void *obj, const char *func);
-/* Collect remote frees and give empty slabs back (all of them, or beyond the reserve). */
+/* Give empty slabs back (all of them, or beyond the reserve). */
 void ka_cache_shrink(struct ka_cache *c, bool all);
 void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info);
 /* Call fn for every cache (kmalloc classes first), with its counts, under the list lock. */

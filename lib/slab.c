@@ -32,26 +32,15 @@ static struct ka_list spare_caches = {&spare_caches, &spare_caches};
 
 /* ------------------------------------------------------------- helpers */
 
-static char *slab_base(struct ka_slab *s)
-{
-	return ka_page_addr(ka_container_of(s, struct ka_page, slab));
-}
-
 static void **link_of(const struct ka_cache *c, void *obj)
 {
 	return (void **)(void *)((char *)obj + c->link_off);
 }
 
-/* Is p an object boundary of slab s (of cache c)? */
-static bool in_slab(const struct ka_cache *c, struct ka_slab *s, const void *p)
-{
-	return ka_obj_offset_ok(c, (uintptr_t)p - (uintptr_t)slab_base(s));
-}
-
 static void *pop_link(struct ka_cache *c, struct ka_slab *s, void *obj)
 {
 	void *next = ka_link_decode(*link_of(c, obj), link_of(c, obj));
-	if (next && !in_slab(c, s, next))
+	if (next && !ka_slab_obj_ok(s, next))
 		ka_fatal("malloc()", "corrupted free list (write after free?) in object", obj, c->name);
 	return next;
 }
@@ -88,6 +77,28 @@ static void set_tags(struct ka_slab *s, uint32_t tag)
 	uint32_t *t = ka_page_tag(head);
 	for (size_t i = 0; i < ((size_t)1 << head->order); i++)
 		ka_store_relaxed(&t[i], tag);
+}
+
+/*
+ * The owner in a kmalloc slab's tags is the one place where a slab's owner
+ * is written (under the cache lock): s->owner and every page's tag agree.
+ */
+static void set_owner(struct ka_cache *c, struct ka_slab *s, uint32_t owner)
+{
+	set_tags(s, owner << 8 | c->cls);
+	s->owner = owner;
+}
+
+bool ka_slab_adopt(struct ka_slab *s, uint32_t from, uint32_t to)
+{
+	struct ka_cache *c = s->cache;
+	pthread_mutex_lock(&c->lock);
+	bool done = s->cache == c && ka_container_of(s, struct ka_page, slab)->kind == KA_PG_SLAB &&
+		    s->owner == from;
+	if (done)
+		set_owner(c, s, to);
+	pthread_mutex_unlock(&c->lock);
+	return done;
 }
 
 /* ------------------------------------------------------ slab life cycle */
@@ -130,17 +141,14 @@ static void release_slab(struct ka_cache *c, struct ka_slab *s)
 	ka_list_del(&s->node);
 	(*list_count(c, s->list))--;
 	set_tags(s, 0);
-	ka_buddy_free(slab_base(s), c->order);
+	ka_buddy_free(ka_slab_base(s), c->order);
 }
 
 /* Put a slab on the list its state asks for (the table in types.h). */
 static void settle(struct ka_cache *c, struct ka_slab *s)
 {
-	uintptr_t remote = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
-	int want = s->inuse == 0 ? KA_SLAB_EMPTY
-		   : (s->freelist || (remote & ~KA_REMOTE_BUSY)) ? KA_SLAB_PARTIAL
-								   : KA_SLAB_FULL;
-	if (want == KA_SLAB_EMPTY && remote == 0 && c->nr_empty >= c->reserve) {
+	int want = s->inuse == 0 ? KA_SLAB_EMPTY : s->freelist ? KA_SLAB_PARTIAL : KA_SLAB_FULL;
+	if (want == KA_SLAB_EMPTY && c->nr_empty >= c->reserve) {
 		release_slab(c, s);
 		return;
 	}
@@ -159,60 +167,6 @@ static void to_freelist(struct ka_cache *c, struct ka_slab *s, void *obj)
 	*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
 	s->freelist = obj;
 	s->inuse--;
-}
-
-/* Put a chain of objects, linked as on `remote`, on the slab's free list. */
-static void take_chain(struct ka_cache *c, struct ka_slab *s, void *obj)
-{
-	while (obj) {
-		void *next = pop_link(c, s, obj);
-		to_freelist(c, s, obj);
-		c->active_objs--;
-		obj = next;
-	}
-}
-
-/* Move the objects other threads freed onto the slab's own free list. */
-static void collect_remote(struct ka_cache *c, struct ka_slab *s)
-{
-	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
-	while ((old & ~KA_REMOTE_BUSY) &&
-	       !__atomic_compare_exchange_n(&s->remote, &old, old & KA_REMOTE_BUSY, true,
-					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-		;
-	take_chain(c, s, (void *)(old & ~KA_REMOTE_BUSY));
-}
-
-static void *delayed_next(struct ka_cache *c, void *obj)
-{
-	void *next = ka_link_decode(*link_of(c, obj), link_of(c, obj));
-	if ((uintptr_t)next & 7)
-		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, c->name);
-	return next;
-}
-
-/*
- * Settle every slab that got its first remote free since the last drain
- * (the protocol above struct ka_slab in types.h). Each slab appears at most
- * once in one drain: its bit stays set until its object here is handled.
- */
-static void drain_delayed(struct ka_cache *c)
-{
-	if (!__atomic_load_n(&c->delayed, __ATOMIC_RELAXED))
-		return;
-	void *obj = __atomic_exchange_n(&c->delayed, NULL, __ATOMIC_ACQUIRE);
-	while (obj) {
-		struct ka_slab *s = ka_slab_of(obj);
-		if (!s || s->cache != c || !in_slab(c, s, obj))
-			ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, c->name);
-		void *next = delayed_next(c, obj);
-		*link_of(c, obj) = ka_link_encode(NULL, link_of(c, obj));
-		take_chain(c, s, obj);
-		uintptr_t r = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQUIRE);
-		take_chain(c, s, (void *)(r & ~KA_REMOTE_BUSY));
-		settle(c, s);
-		obj = next;
-	}
 }
 
 /* ------------------------------------------------------------ the cache API */
@@ -245,22 +199,18 @@ unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_
 {
 	unsigned got = 0;
 	pthread_mutex_lock(&c->lock);
-	drain_delayed(c);
 	while (got < n) {
 		struct ka_slab *s = refill_slab(c, owner);
 		if (!s)
 			break;
-		collect_remote(c, s);
 		while (got < n && s->freelist) {
 			void *obj = s->freelist;
 			s->freelist = pop_link(c, s, obj);
 			s->inuse++;
 			out[got++] = obj;
 		}
-		if (c->cls && owner && s->owner != owner) {
-			set_tags(s, owner << 8 | c->cls);
-			s->owner = owner;
-		}
+		if (c->cls && owner && s->owner != owner)
+			set_owner(c, s, owner);
 		settle(c, s);
 	}
 	c->active_objs += got;
@@ -273,20 +223,13 @@ static bool holds_free_locked(struct ka_cache *c, struct ka_slab *s, void *obj)
 	for (void *o = s->freelist; o; o = pop_link(c, s, o))
 		if (o == obj)
 			return true;
-	uintptr_t r = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & ~KA_REMOTE_BUSY;
-	for (void *o = (void *)r; o; o = pop_link(c, s, o))
-		if (o == obj)
-			return true;
-	for (void *o = __atomic_load_n(&c->delayed, __ATOMIC_ACQUIRE); o; o = delayed_next(c, o))
-		if (o == obj)
-			return true;
 	return false;
 }
 
 static void free_locked(struct ka_cache *c, void *obj, const char *func)
 {
 	struct ka_slab *s = ka_slab_of(obj);
-	if (!s || s->cache != c || !in_slab(c, s, obj))
+	if (!s || s->cache != c || !ka_slab_obj_ok(s, obj))
 		ka_fatal(func, "invalid pointer (not an object of its cache)", obj, c->name);
 	if (ka_obj_marked_free(c, obj))
 		ka_fatal(func, "double free of", obj, c->name);
@@ -308,7 +251,6 @@ void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 	struct ka_slab *s = NULL;
 	uintptr_t base = 0;
 	pthread_mutex_lock(&c->lock);
-	drain_delayed(c);
 	for (unsigned i = 0; i < n; i++) {
 		void *obj = objs[i];
 		if ((uintptr_t)obj - base >= bytes) {
@@ -317,7 +259,7 @@ void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 			s = ka_slab_of(obj);
 			if (!s || s->cache != c)
 				ka_fatal("free()", "invalid pointer (not an object of its cache)", obj, c->name);
-			base = (uintptr_t)slab_base(s);
+			base = (uintptr_t)ka_slab_base(s);
 		}
 		if (!ka_obj_offset_ok(c, (uintptr_t)obj - base))
 			ka_fatal("free()", "invalid pointer (not an object of its cache)", obj, c->name);
@@ -329,31 +271,9 @@ void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* Free an object of slab s from a thread that does not own the slab. */
-void ka_slab_free_remote(struct ka_slab *s, void *obj)
-{
-	struct ka_cache *c = s->cache;
-	mark_free(c, obj);
-	uintptr_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED), nw;
-	do {
-		void *top = (void *)(old & ~KA_REMOTE_BUSY);
-		*link_of(c, obj) = ka_link_encode(top, link_of(c, obj));
-		nw = old ? (uintptr_t)obj | KA_REMOTE_BUSY : KA_REMOTE_BUSY;
-	} while (!__atomic_compare_exchange_n(&s->remote, &old, nw, true, __ATOMIC_RELEASE,
-					      __ATOMIC_RELAXED));
-	if (old != 0)
-		return;
-	/* First since the last drain: the object goes on the cache's delayed list. */
-	void *head = __atomic_load_n(&c->delayed, __ATOMIC_RELAXED);
-	do
-		*link_of(c, obj) = ka_link_encode(head, link_of(c, obj));
-	while (!__atomic_compare_exchange_n(&c->delayed, &head, obj, true, __ATOMIC_RELEASE,
-					    __ATOMIC_RELAXED));
-}
-
 /*
- * Is obj already free in its slab (on its free list or its remote stack)?
- * The confirmation of a suspected double free; walks the whole slab.
+ * Is obj on its slab's free list? The consistency mode's check of every
+ * free (debug.c); walks the whole slab.
  */
 bool ka_slab_holds_free(struct ka_slab *s, void *obj)
 {
@@ -382,28 +302,11 @@ void ka_cache_free(struct ka_cache *c, void *obj, const char *func)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* Collect remote frees and give every empty slab beyond `keep` back. */
+/* Give every empty slab beyond `keep` back. */
 static void shrink_locked(struct ka_cache *c, uint32_t keep)
 {
-	drain_delayed(c);
-	for (int l = KA_SLAB_PARTIAL; l <= KA_SLAB_FULL; l++) {
-		struct ka_list *head = list_head(c, l);
-		for (struct ka_list *e = head->next, *nx; e != head; e = nx) {
-			nx = e->next;
-			struct ka_slab *s = ka_container_of(e, struct ka_slab, node);
-			collect_remote(c, s);
-			settle(c, s);
-		}
-	}
-	uint32_t saved = c->reserve;
-	c->reserve = keep;
-	while (c->nr_empty > keep) {
-		struct ka_slab *s = ka_container_of(c->empty.prev, struct ka_slab, node);
-		if (__atomic_load_n(&s->remote, __ATOMIC_ACQUIRE))
-			break;
-		release_slab(c, s);
-	}
-	c->reserve = saved;
+	while (c->nr_empty > keep)
+		release_slab(c, ka_container_of(c->empty.prev, struct ka_slab, node));
 }
 
 void ka_cache_shrink(struct ka_cache *c, bool all)
@@ -512,14 +415,13 @@ int ka_cache_destroy(struct ka_cache *c)
 void ka_slab_validate(struct ka_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
-	drain_delayed(c);
 	size_t inuse = 0;
 	for (int l = KA_SLAB_EMPTY; l <= KA_SLAB_FULL; l++) {
 		struct ka_list *head = list_head(c, l);
 		size_t n = 0;
 		for (struct ka_list *e = head->next; e != head; e = e->next, n++) {
 			struct ka_slab *s = ka_container_of(e, struct ka_slab, node);
-			char *base = slab_base(s);
+			char *base = ka_slab_base(s);
 			struct ka_page *hp = ka_container_of(s, struct ka_page, slab);
 			CHECK(s->cache == c && s->list == l && hp->kind == KA_PG_SLAB && hp->order == c->order,
 			      "slab header wrong at", base);
@@ -533,14 +435,12 @@ void ka_slab_validate(struct ka_cache *c)
 				nfree++;
 			}
 			CHECK(nfree + s->inuse == c->objs, "free + inuse != objects in slab", base);
-			uintptr_t r = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE) & ~KA_REMOTE_BUSY;
 			CHECK(l != KA_SLAB_EMPTY || (s->inuse == 0 && nfree == c->objs), "empty slab in use", base);
 			CHECK(l != KA_SLAB_FULL || (s->freelist == NULL), "full slab with free objects", base);
 			CHECK(l != KA_SLAB_PARTIAL || s->inuse > 0, "partial slab unused", base);
-			(void)r;
+			uint32_t tag = c->cls ? s->owner << 8 | c->cls : KA_CLASS_USER;
 			for (size_t i = 0; i < ((size_t)1 << c->order); i++)
-				CHECK((ka_page_tag(hp)[i] & 0xff) == (c->cls ? c->cls : KA_CLASS_USER) &&
-					      hp[i].head == hp->head,
+				CHECK(ka_page_tag(hp)[i] == tag && hp[i].head == hp->head,
 				      "slab page tag wrong in slab", base);
 			inuse += s->inuse;
 		}
@@ -553,7 +453,6 @@ void ka_slab_validate(struct ka_cache *c)
 void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info)
 {
 	pthread_mutex_lock(&c->lock);
-	drain_delayed(c);
 	info->active_objs = c->active_objs;
 	info->num_slabs = c->nr_partial + c->nr_full + c->nr_empty;
 	info->active_slabs = c->nr_partial + c->nr_full;

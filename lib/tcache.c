@@ -17,6 +17,38 @@
  * at FILL_FIRST and doubling up to half the bin, so that a short thread that
  * uses a class a few times does not carry and then flush a hundred of its
  * objects; a full bin sends its older half back in one batch.
+ *
+ * Remote frees, batched by owner (the owner of a slab is the cache that
+ * last refilled from it, named in its tags):
+ *  - A thread that frees an object of a slab another live cache owns
+ *    pushes it, marked free, onto its outbox for that owner: no atomic.
+ *    An outbox goes out when it holds OUTBOX_OBJS objects or OUTBOX_BYTES
+ *    bytes, when a different owner needs its place, and at the thread's
+ *    next refill or flush, at trim and at exit.
+ *  - post: one release compare-and-swap links the whole chain onto the
+ *    owner's inbox, adding its bytes to the count in the inbox word.
+ *  - drain: the owner (or trim, or a fork child, for a cache whose thread
+ *    is gone) takes the whole inbox with one acquire exchange; nothing is
+ *    ever popped singly, so there is no ABA. The owner drains at each
+ *    refill and flush into its own bins, lock-free; what overflows a bin
+ *    goes back to the slabs in one locked batch per class, as any flush.
+ *  - An owner that stops allocating must not pin memory: a post that would
+ *    take an inbox past INBOX_MAX_BYTES, or finds it closed, frees its
+ *    chain to the slabs instead, in locked batches. INBOX_MAX_BYTES (1 MiB,
+ *    about two full caches) lets a consumer thread queue a lot for a busy
+ *    producer between two refills while bounding what an idle one can be
+ *    sent.
+ *  - At exit a cache closes its inbox (exchange with KA_INBOX_CLOSED),
+ *    drains it and gives everything back; its id reads 0 from then on, so
+ *    a later free into a slab it owned adopts the slab (re-tags it to the
+ *    freeing cache, under the cache lock) and takes the object into its own
+ *    bin: the next frees of that slab are fast-path ones.
+ *  - Slab free lists are written only under their cache's lock: the owner
+ *    is only the last refiller, and any thread may take any partial slab.
+ * A queued object is a free object: it carries the key, so freeing it again
+ * from any thread is caught, and every object is checked (a slab object
+ * start of a kmalloc class) when drained, so a corrupted link is fatal
+ * rather than followed.
  */
 #include <string.h>
 
@@ -26,6 +58,15 @@
 #define KA_TCACHE_BIN_BYTES 16384
 #define BATCH 64
 #define FILL_FIRST 8
+#define OUTBOX_OBJS 32
+#define OUTBOX_BYTES 32768
+#define INBOX_MAX_BYTES ((size_t)1 << 20)
+#define INBOX_PTR(v) ((v) & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1))
+#define INBOX_BYTES(v) (((v) >> KA_INBOX_SHIFT) << 4)
+
+_Static_assert(INBOX_MAX_BYTES >> 4 <= (1u << (64 - KA_INBOX_SHIFT)), "the inbox count stays below INBOX_MAX_BYTES and fits its bits");
+_Static_assert(OUTBOX_BYTES + KA_SMALL_MAX < (1u << 16) << 4, "an outbox's count fits");
+_Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the count");
 
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
@@ -35,8 +76,12 @@ static __thread uint8_t tc_state;
 
 static pthread_mutex_t tcaches_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ka_list live = {&live, &live}, spare = {&spare, &spare};
-static uint32_t next_id = 1;
+/* slot -> cache, set once per slot (a cache keeps its slot for good). */
+static struct ka_tcache *slots[KA_TCACHE_SLOTS];
+static uint32_t next_slot = 1; /* 0 and KA_TCACHE_ID_NONE's slot are never handed out */
 static pthread_key_t exit_key;
+
+static void drain_inbox(struct ka_tcache *tc, uintptr_t v);
 
 void ka_tcache_corrupt(void *p, unsigned cls)
 {
@@ -48,13 +93,15 @@ static uint32_t bin_max(unsigned cls)
 	size_t m = KA_TCACHE_BIN_BYTES / ka_classes[cls].size;
 	if (m < 4)
 		m = 4;
-	return (uint32_t)(m < ka_opt.tcache_max ? m : ka_opt.tcache_max);
+	if (m > ka_opt.tcache_max)
+		m = ka_opt.tcache_max;
+	return (uint32_t)(m < KA_TCACHE_BIN_MAX ? m : KA_TCACHE_BIN_MAX);
 }
 
 /* The most a refill brings: half the bin, at least one. */
 static uint32_t fill_max(const struct ka_bin *b)
 {
-	return b->max / 2 ? b->max / 2 : 1;
+	return b->max / 2 ? b->max / 2 : 1u;
 }
 
 static void destructor(void *arg)
@@ -68,6 +115,38 @@ void ka_tcache_init(void)
 	pthread_key_create(&exit_key, destructor);
 }
 
+/*
+ * A cache for a new thread: a retired one (its generation bumped, so that
+ * the slabs its last thread owned are not taken for this one's: two threads
+ * that swap retired caches would each refill from slabs whose objects the
+ * other uses, and their cores would share cache lines), or a new one with a
+ * new slot. NULL when the slots or the metadata run out.
+ */
+static struct ka_tcache *take_cache(void)
+{
+	struct ka_tcache *tc = NULL;
+	pthread_mutex_lock(&tcaches_lock);
+	if (!ka_list_empty(&spare)) {
+		tc = ka_container_of(spare.next, struct ka_tcache, node);
+		ka_list_del(&tc->node);
+	} else if (next_slot < (KA_TCACHE_ID_NONE & (KA_TCACHE_SLOTS - 1)) &&
+		   (tc = ka_meta_alloc(sizeof *tc, 64))) {
+		tc->slot = next_slot++;
+		tc->id8 = tc->slot << 8; /* generation 0 after the bump below: 1 */
+		slots[tc->slot] = tc;
+	}
+	if (tc) {
+		uint32_t gen = ((tc->id8 >> 8 >> KA_TCACHE_SLOT_BITS) + 1) & ((1u << (24 - KA_TCACHE_SLOT_BITS)) - 1);
+		uint32_t id = gen << KA_TCACHE_SLOT_BITS | tc->slot;
+		tc->id8 = id << 8;
+		__atomic_store_n(&tc->inbox, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&tc->id, id, __ATOMIC_RELEASE);
+		ka_list_add(&live, &tc->node);
+	}
+	pthread_mutex_unlock(&tcaches_lock);
+	return tc;
+}
+
 /* The calling thread's cache, created on first use; NULL to run cacheless. */
 static struct ka_tcache *tcache_get(void)
 {
@@ -76,29 +155,7 @@ static struct ka_tcache *tcache_get(void)
 	if (tc_state != TC_NONE || ka_opt.tcache_max == 0)
 		return NULL;
 	tc_state = TC_CREATING;
-	struct ka_tcache *tc = NULL;
-	pthread_mutex_lock(&tcaches_lock);
-	if (!ka_list_empty(&spare)) {
-		tc = ka_container_of(spare.next, struct ka_tcache, node);
-		ka_list_del(&tc->node);
-	} else {
-		tc = ka_meta_alloc(sizeof *tc, 64);
-	}
-	/*
-	 * A fresh id even for a retired cache: with its old id a thread would
-	 * take over the slabs of whichever thread retired it, and two threads
-	 * that swap retired caches (larson's successor threads) each refill
-	 * from the slabs whose objects the other uses: their cores share cache
-	 * lines (larson 2.0 s against 1.27 s). Ids wrap after KA_TCACHE_ID_MAX;
-	 * a repeated id costs locality, not correctness, since a slab's owner
-	 * only decides which frees go into the freeing thread's own cache.
-	 */
-	if (tc) {
-		tc->id8 = next_id << 8;
-		next_id = next_id == KA_TCACHE_ID_MAX ? 1 : next_id + 1;
-		ka_list_add(&live, &tc->node);
-	}
-	pthread_mutex_unlock(&tcaches_lock);
+	struct ka_tcache *tc = take_cache();
 	if (!tc) {
 		tc_state = TC_NONE;
 		return NULL;
@@ -109,12 +166,14 @@ static struct ka_tcache *tcache_get(void)
 		struct ka_bin *b = &tc->bins[c];
 		b->head = NULL;
 		b->count = 0;
-		b->max = bin_max(c);
+		b->max = (uint16_t)bin_max(c);
 		b->div = ka_classes[c].div;
 		b->limit = ka_classes[c].limit;
 		b->slab_mask = ka_classes[c].slab_mask;
 		tc->fill[c] = (uint16_t)(fill_max(b) < FILL_FIRST ? fill_max(b) : FILL_FIRST);
 	}
+	memset(tc->out, 0, sizeof tc->out);
+	tc->out_bytes = 0;
 	ka_tc = tc;
 	pthread_setspecific(exit_key, tc);
 	tc_state = TC_LIVE;
@@ -124,7 +183,7 @@ static struct ka_tcache *tcache_get(void)
 static void *next_of(void *obj, unsigned cls)
 {
 	void *next = ka_link_decode(*(void **)obj, obj);
-	if ((uintptr_t)next & 7)
+	if ((uintptr_t)next & 15)
 		ka_tcache_corrupt(obj, cls);
 	return next;
 }
@@ -138,12 +197,11 @@ static void *pop(struct ka_bin *b, unsigned cls)
 	return p;
 }
 
-static void push(struct ka_bin *b, void *obj)
+/* Link a free object (already marked) onto a bin. */
+static void link_in(struct ka_bin *b, void *obj)
 {
-	char *p = obj;
-	((uint64_t *)p)[1] = ka_free_key;
-	*(void **)p = ka_link_encode(b->head, p);
-	b->head = p;
+	*(void **)obj = ka_link_encode(b->head, obj);
+	b->head = obj;
 	b->count++;
 }
 
@@ -157,12 +215,8 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 	while (want) {
 		unsigned n = ka_slab_alloc_batch(&ka_kmalloc[cls], objs, want < BATCH ? want : BATCH, tc->id8 >> 8);
 		/* Pushed in reverse, so the bin hands them out in address order. */
-		for (unsigned i = n; i-- > 0;) {
-			uint64_t *p = objs[i];
-			p[0] = (uint64_t)ka_link_encode(b->head, p);
-			b->head = p;
-			b->count++;
-		}
+		for (unsigned i = n; i-- > 0;)
+			link_in(b, objs[i]);
 		if (n < (want < BATCH ? want : BATCH))
 			break;
 		want -= n;
@@ -185,7 +239,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 	else
 		b->head = NULL;
 	uint32_t n = b->count - keep;
-	b->count = keep;
+	b->count = (uint16_t)keep;
 	void *objs[BATCH];
 	unsigned m = 0;
 	for (uint32_t i = 0; i < n; i++) {
@@ -200,16 +254,162 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 	}
 }
 
+/* Take a free, marked object into the bin of its class, making room first. */
+static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
+{
+	struct ka_bin *b = &tc->bins[cls];
+	if (b->count >= b->max)
+		flush(tc, cls, b->max / 2);
+	link_in(b, obj);
+}
+
+/* ------------------------------------------------------------ remote frees */
+
+/*
+ * The kmalloc class of an object found on a chain, checked: it must be the
+ * start of an object of a kmalloc slab. A corrupted link ends here.
+ */
+static unsigned chain_class(void *obj)
+{
+	struct ka_slab *s = ka_slab_of(obj);
+	struct ka_cache *c = s ? s->cache : NULL;
+	if (!c || !c->cls || !ka_slab_obj_ok(s, obj))
+		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, c ? c->name : NULL);
+	return c->cls;
+}
+
+static void *chain_next(void *obj)
+{
+	void *next = ka_link_decode(*(void **)obj, obj);
+	if ((uintptr_t)next & 15)
+		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, NULL);
+	return next;
+}
+
+/* Give a chain back to the slabs, in locked batches of one class. */
+static void chain_to_slabs(void *obj)
+{
+	void *objs[BATCH];
+	unsigned m = 0, cls = 0;
+	while (obj) {
+		void *next = chain_next(obj);
+		unsigned k = chain_class(obj);
+		if (m && (k != cls || m == BATCH)) {
+			ka_slab_free_batch(&ka_kmalloc[cls], objs, m);
+			m = 0;
+		}
+		cls = k;
+		objs[m++] = obj;
+		obj = next;
+	}
+	if (m)
+		ka_slab_free_batch(&ka_kmalloc[cls], objs, m);
+}
+
+/* Post an outbox to its owner's inbox, or free it to the slabs when the
+ * inbox is closed or full. */
+static void post(struct ka_tcache *tc, struct ka_outbox *ob)
+{
+	if (!ob->count)
+		return;
+	struct ka_tcache *to = slots[ob->owner & (KA_TCACHE_SLOTS - 1)];
+	uintptr_t old = __atomic_load_n(&to->inbox, __ATOMIC_RELAXED), nw;
+	size_t units = ob->units;
+	do {
+		if (old == KA_INBOX_CLOSED || INBOX_BYTES(old) + (units << 4) >= INBOX_MAX_BYTES) {
+			chain_to_slabs(ob->head);
+			goto done;
+		}
+		*(void **)ob->tail = ka_link_encode((void *)INBOX_PTR(old), ob->tail);
+		nw = (uintptr_t)ob->head | (((old >> KA_INBOX_SHIFT) + units) << KA_INBOX_SHIFT);
+	} while (!__atomic_compare_exchange_n(&to->inbox, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+done:
+	tc->out_bytes -= (size_t)ob->units << 4;
+	ob->head = ob->tail = NULL;
+	ob->count = ob->units = 0;
+}
+
+static void post_all(struct ka_tcache *tc)
+{
+	for (unsigned i = 0; i < KA_OUTBOXES; i++)
+		post(tc, &tc->out[i]);
+}
+
+/* Queue a free, marked object for its slab's live owner `owner`. */
+static void queue_remote(struct ka_tcache *tc, void *obj, uint32_t owner, unsigned cls)
+{
+	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
+	if (ob->count && ob->owner != owner)
+		post(tc, ob);
+	ob->owner = owner;
+	*(void **)obj = ka_link_encode(ob->head, obj);
+	if (!ob->head)
+		ob->tail = obj;
+	ob->head = obj;
+	ob->count++;
+	ob->units = (uint16_t)(ob->units + (ka_classes[cls].size >> 4));
+	tc->out_bytes += ka_classes[cls].size;
+	if (ob->count >= OUTBOX_OBJS || ((size_t)ob->units << 4) >= OUTBOX_BYTES)
+		post(tc, ob);
+}
+
+/* Take everything in an inbox word (taken with an exchange) into tc's bins. */
+static void drain_inbox(struct ka_tcache *tc, uintptr_t v)
+{
+	for (void *obj = (v == KA_INBOX_CLOSED) ? NULL : (void *)INBOX_PTR(v); obj;) {
+		void *next = chain_next(obj);
+		bin_take(tc, chain_class(obj), obj);
+		obj = next;
+	}
+}
+
+/* The owner's drain, at its refills and flushes: no atomic unless posted to. */
+static void drain_own(struct ka_tcache *tc)
+{
+	if (__atomic_load_n(&tc->inbox, __ATOMIC_RELAXED))
+		drain_inbox(tc, __atomic_exchange_n(&tc->inbox, 0, __ATOMIC_ACQUIRE));
+}
+
+/* ------------------------------------------------------------ life cycle */
+
 void ka_tcache_flush_all(void)
 {
 	if (tc_state != TC_LIVE)
 		return;
+	struct ka_tcache *tc = ka_tc;
+	post_all(tc);
+	drain_own(tc);
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
-		flush(ka_tc, c, 0);
+		flush(tc, c, 0);
+}
+
+/*
+ * malloc_trim: besides the caller's own cache, what other threads were
+ * sent and have not taken gives back too. Taking another cache's inbox is
+ * a drain like its owner's (one exchange): it is freed to the slabs.
+ */
+void ka_tcache_trim(void)
+{
+	ka_tcache_flush_all();
+	pthread_mutex_lock(&tcaches_lock);
+	for (struct ka_list *e = live.next; e != &live; e = e->next) {
+		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
+		if (__atomic_load_n(&tc->inbox, __ATOMIC_RELAXED) > KA_INBOX_CLOSED) {
+			uintptr_t v = __atomic_exchange_n(&tc->inbox, 0, __ATOMIC_ACQUIRE);
+			if (v == KA_INBOX_CLOSED) /* closed between the load and the exchange */
+				__atomic_store_n(&tc->inbox, KA_INBOX_CLOSED, __ATOMIC_RELEASE);
+			else
+				chain_to_slabs((void *)INBOX_PTR(v));
+		}
+	}
+	pthread_mutex_unlock(&tcaches_lock);
 }
 
 static void retire(struct ka_tcache *tc)
 {
+	__atomic_store_n(&tc->id, 0, __ATOMIC_RELEASE);
+	post_all(tc);
+	drain_inbox(tc, __atomic_exchange_n(&tc->inbox, KA_INBOX_CLOSED, __ATOMIC_ACQUIRE));
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
 		flush(tc, c, 0);
 	pthread_mutex_lock(&tcaches_lock);
@@ -238,6 +438,8 @@ void *ka_tcache_malloc_slow(size_t n)
 	if (!tc)
 		return ka_cache_alloc(&ka_kmalloc[cls]);
 	struct ka_bin *b = &tc->bins[cls];
+	post_all(tc);
+	drain_own(tc);
 	if (!b->head)
 		refill(tc, cls);
 	return b->head ? pop(b, cls) : NULL;
@@ -254,8 +456,7 @@ void *ka_tcache_malloc_slow(size_t n)
 static void check_object(void *p, struct ka_slab *s, const char *func, const char *freed)
 {
 	struct ka_cache *c = s->cache;
-	char *base = ka_page_addr(ka_container_of(s, struct ka_page, slab));
-	if (!ka_obj_offset_ok(c, (size_t)((char *)p - base)))
+	if (!ka_slab_obj_ok(s, p))
 		ka_fatal(func, "invalid pointer (not the start of an object)", p, c->name);
 	if (ka_obj_marked_free(c, p))
 		ka_fatal(func, freed, p, c->name);
@@ -264,6 +465,34 @@ static void check_object(void *p, struct ka_slab *s, const char *func, const cha
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 {
 	check_object(p, s, func, "use of a freed block");
+}
+
+/* Free p, a checked live object of kmalloc slab s, whose tag is `tag`. */
+static void free_small(struct ka_tcache *tc, struct ka_slab *s, void *p, uint32_t tag)
+{
+	unsigned cls = s->cache->cls;
+	((uint64_t *)p)[1] = ka_free_key;
+	for (;;) {
+		uint32_t owner = tag >> 8;
+		if (owner == tc->id8 >> 8) {
+			/* A full bin: the fast path's only other way here. */
+			post_all(tc);
+			drain_own(tc);
+			bin_take(tc, cls, p);
+			return;
+		}
+		struct ka_tcache *to = owner ? slots[owner & (KA_TCACHE_SLOTS - 1)] : NULL;
+		if (to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner) {
+			queue_remote(tc, p, owner, cls);
+			return;
+		}
+		/* No owner, or a retired one: the slab becomes ours. */
+		if (ka_slab_adopt(s, owner, tc->id8 >> 8)) {
+			bin_take(tc, cls, p);
+			return;
+		}
+		tag = ka_load_relaxed(ka_map_tag(ka_map_entry((uintptr_t)p), (uintptr_t)p));
+	}
 }
 
 void ka_tcache_free_slow(void *p, const char *func)
@@ -283,22 +512,11 @@ void ka_tcache_free_slow(void *p, const char *func)
 	}
 	struct ka_cache *c = s->cache;
 	check_object(p, s, func, "double free of");
-	if (!c->cls) {
+	struct ka_tcache *tc = c->cls ? tcache_get() : NULL;
+	if (!tc)
 		ka_cache_free(c, p, func);
-		return;
-	}
-	unsigned cls = c->cls;
-	struct ka_tcache *tc = tcache_get();
-	if (!tc) {
-		ka_cache_free(c, p, func);
-	} else if ((tag >> 8) == tc->id8 >> 8) {
-		struct ka_bin *b = &tc->bins[cls];
-		if (b->count >= b->max)
-			flush(tc, cls, b->max / 2);
-		push(b, p);
-	} else {
-		ka_slab_free_remote(s, p);
-	}
+	else
+		free_small(tc, s, p, tag);
 }
 
 size_t ka_tcache_held_bytes(void)
@@ -309,9 +527,58 @@ size_t ka_tcache_held_bytes(void)
 		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
 		for (unsigned c = 1; c < KA_NR_CLASSES; c++)
 			bytes += (size_t)ka_load_relaxed(&tc->bins[c].count) * ka_classes[c].size;
+		bytes += ka_load_relaxed(&tc->out_bytes);
+		uintptr_t v = __atomic_load_n(&tc->inbox, __ATOMIC_RELAXED);
+		if (v != KA_INBOX_CLOSED)
+			bytes += INBOX_BYTES(v);
 	}
 	pthread_mutex_unlock(&tcaches_lock);
 	return bytes;
+}
+
+void ka_tcache_validate(void)
+{
+	if (tc_state != TC_LIVE)
+		return;
+	struct ka_tcache *tc = ka_tc;
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
+		struct ka_bin *b = &tc->bins[c];
+		uint32_t n = 0;
+		for (void *o = b->head; o; o = next_of(o, c), n++)
+			if (n >= b->count || chain_class(o) != c || !ka_obj_marked_free(&ka_kmalloc[c], o))
+				ka_fatal("ka_tcache_validate", "bad object in a bin at", o, ka_classes[c].name);
+		if (n != b->count)
+			ka_fatal("ka_tcache_validate", "bin count wrong", b->head, ka_classes[c].name);
+	}
+	size_t out = 0;
+	for (unsigned i = 0; i < KA_OUTBOXES; i++) {
+		struct ka_outbox *ob = &tc->out[i];
+		size_t units = 0, n = 0;
+		void *last = NULL;
+		for (void *o = ob->head; o && n < ob->count; o = chain_next(o), n++) {
+			unsigned c = chain_class(o);
+			if (!ka_obj_marked_free(&ka_kmalloc[c], o))
+				ka_fatal("ka_tcache_validate", "unmarked object in an outbox at", o, NULL);
+			units += ka_classes[c].size >> 4;
+			last = o;
+		}
+		if (n != ob->count || units != ob->units || last != ob->tail ||
+		    (ob->count && (ob->owner & (KA_OUTBOXES - 1)) != i))
+			ka_fatal("ka_tcache_validate", "outbox counts wrong", ob->head, NULL);
+		out += units << 4;
+	}
+	if (out != tc->out_bytes)
+		ka_fatal("ka_tcache_validate", "outbox bytes wrong", NULL, NULL);
+	uintptr_t v = __atomic_load_n(&tc->inbox, __ATOMIC_ACQUIRE);
+	size_t bytes = 0;
+	for (void *o = (void *)INBOX_PTR(v); o; o = chain_next(o)) {
+		unsigned c = chain_class(o);
+		if (!ka_obj_marked_free(&ka_kmalloc[c], o))
+			ka_fatal("ka_tcache_validate", "unmarked object in the inbox at", o, NULL);
+		bytes += ka_classes[c].size;
+	}
+	if (bytes > INBOX_BYTES(v)) /* posts may land while we walk: never fewer counted */
+		ka_fatal("ka_tcache_validate", "inbox count wrong", (void *)INBOX_PTR(v), NULL);
 }
 
 void ka_tcache_prefork(void) { pthread_mutex_lock(&tcaches_lock); }
@@ -325,14 +592,24 @@ void ka_tcache_postfork(bool child)
 	pthread_mutex_init(&tcaches_lock, NULL);
 	/*
 	 * The other threads are gone in the child, but one of them may have
-	 * been halfway through a fast-path push or pop (no lock is held
-	 * there), so their bins cannot be trusted: they are abandoned, not
-	 * flushed. What they held (at most a few hundred KiB a thread) stays
-	 * allocated in the child.
+	 * been halfway through a fast-path push or pop, or an outbox push (no
+	 * lock is held there), so their bins and outboxes cannot be trusted:
+	 * they are abandoned, not flushed, and what they held (at most a few
+	 * hundred KiB a thread) stays allocated in the child. Their inboxes
+	 * can: a chain is private until the one exchange that publishes it
+	 * whole. They are closed and given back, and the caches read as
+	 * retired, so frees into their slabs adopt them.
 	 */
 	for (struct ka_list *e = live.next, *nx; e != &live; e = nx) {
 		nx = e->next;
-		if (ka_container_of(e, struct ka_tcache, node) != ka_tc)
-			ka_list_del(e);
+		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
+		if (tc == ka_tc)
+			continue;
+		ka_list_del(e);
+		tc->id = 0;
+		uintptr_t v = tc->inbox;
+		tc->inbox = KA_INBOX_CLOSED;
+		if (v != KA_INBOX_CLOSED)
+			chain_to_slabs((void *)INBOX_PTR(v));
 	}
 }

@@ -92,36 +92,21 @@ struct ka_cache;
  * objects at multiples of cache->slot from its start. Its state lives in the
  * descriptor of its head page. State table (changed under cache->lock):
  *
- *   list        freelist   remote      inuse
- *   empty       full       empty       0
- *   partial     any        any         0 < inuse, and freelist or remote
- *                                       non-empty when last looked at
- *   full        NULL       empty       objs (when last looked at)
+ *   list        freelist   inuse
+ *   empty       full       0
+ *   partial     non-empty  0 < inuse < objs
+ *   full        NULL       objs
+ * Objects in thread caches (bins, outboxes, inboxes) count in inuse.
  *
- * Remote frees (DESIGN.md decision 5) take no lock: one compare-and-swap
- * each. `remote` is a stack of objects freed by other threads, whose bit 0
- * (KA_REMOTE_BUSY) says "an object of this slab is on its cache's delayed
- * list, and the slab will be settled when that list is drained":
- *  - a freer that finds `remote` == 0 sets the bit alone and pushes its
- *    object onto cache->delayed instead (the slab may be on the full list,
- *    where no allocation looks); every other freer pushes onto `remote`.
- *  - whoever holds the lock drains cache->delayed: frees each object into
- *    its slab, takes that slab's `remote` stack and clears the bit in one
- *    exchange, and settles the slab. So a slab with pending remote frees
- *    leaves the full list at the next refill or flush of its cache.
- *  - other collectors (under the lock) take the objects and keep the bit;
- *  - a slab goes back to the buddy only with inuse == 0 and remote == 0, so
- *    no freer can still be touching it. Objects on `remote` or on the
- *    delayed list count in `inuse` until collected.
- * The freer never waits on the owner, and the owner never waits on a freer.
+ * A slab's free list is written only under its cache's lock. Objects that
+ * other threads free go back through thread caches (tcache.c: outboxes and
+ * inboxes), never straight onto the free list.
  */
-#define KA_REMOTE_BUSY ((uintptr_t)1)
-
 struct ka_slab {
 	struct ka_cache *cache;
 	void *freelist;      /* encoded links (ka_link_encode) */
 	struct ka_list node; /* on cache->partial, ->full or ->empty */
-	uintptr_t remote;    /* objects freed by other threads | KA_REMOTE_BUSY */
+	uintptr_t spare;
 	uint32_t inuse;      /* objects not on freelist */
 	uint32_t owner : 24; /* the owner in its pages' tags (read here, next to node, by a refill's scan) */
 	uint32_t list : 8;   /* KA_SLAB_EMPTY / PARTIAL / FULL */
@@ -269,10 +254,6 @@ struct ka_cache {
 	uint8_t cls;            /* kmalloc class, 0 for a user cache */
 	uint32_t flags;         /* KA_CACHE_* */
 	uint32_t reserve;       /* empty slabs kept rather than given back */
-	/* Objects freed remotely into slabs whose `remote` was empty (types.h
-	 * above struct ka_slab); pushed without the lock, drained under it. Its
-	 * own cache line: freers write it while the owner holds the lock. */
-	void *delayed __attribute__((aligned(64)));
 	void (*ctor)(void *);
 	struct ka_list node;    /* on the list of all caches */
 	char name[KA_CACHE_NAME_MAX];
@@ -292,22 +273,52 @@ struct ka_bin {
 };
 #define KA_TCACHE_BIN_MAX 4096
 
+/*
+ * Objects freed by this thread into slabs another thread cache owns, on
+ * their way to that cache's inbox (tcache.c has the protocol).
+ */
+struct ka_outbox {
+	void *head, *tail; /* encoded chain, as in a bin; tail's link is rewritten at post */
+	uint32_t owner;    /* id of the cache it goes to; meaningful while count > 0 */
+	uint16_t count;
+	uint16_t units;    /* bytes / 16 */
+};
+#define KA_OUTBOXES 8  /* direct-mapped by owner id */
+
 struct ka_tcache {
 	uint32_t id8;          /* owner id in slab tags, shifted as in the tag (id << 8) */
+	uint32_t id;           /* the id; 0 once retired (other threads read it) */
 	uint64_t key;          /* ka_free_key and ka_secret, copied next to the bins */
 	uintptr_t secret;
 	struct ka_bin bins[KA_NR_CLASSES];
 	uint16_t fill[KA_NR_CLASSES]; /* objects the next refill brings: doubles up to max / 2 */
+	struct ka_outbox out[KA_OUTBOXES];
+	size_t out_bytes;      /* in out[], for stats (read racily) */
 	struct ka_list node;   /* on the list of live thread caches */
+	uint32_t slot;         /* index in the slot table (id's low bits) */
+	/*
+	 * Chains posted by other threads: pointer | bytes/16 << 48, or
+	 * KA_INBOX_CLOSED. Alone on its line: posters write it, and neither
+	 * the owner's fast path nor any lock holder writes near it.
+	 */
+	uintptr_t inbox __attribute__((aligned(64)));
+	char inbox_pad[64 - sizeof(uintptr_t)];
 };
+#define KA_INBOX_CLOSED ((uintptr_t)1)
+#define KA_INBOX_SHIFT 48
 
 /*
- * Thread cache ids fit the tag's 24 owner bits. 0 is "no owner" (fresh
+ * Thread cache ids fit the tag's 24 owner bits: a slot (the low
+ * KA_TCACHE_SLOT_BITS, the cache's index in the slot table, so that another
+ * thread finds the cache from a tag) and a generation that changes each
+ * time a retired cache is taken by a new thread. 0 is "no owner" (fresh
  * slabs, user caches); the empty cache of a thread that has none has an id
- * no slab is ever tagged with, so its every free goes slow.
+ * no slab is ever tagged with (its slot is never handed out), so its every
+ * free goes slow.
  */
+#define KA_TCACHE_SLOT_BITS 14
+#define KA_TCACHE_SLOTS (1u << KA_TCACHE_SLOT_BITS)
 #define KA_TCACHE_ID_NONE ((1u << 24) - 1)
-#define KA_TCACHE_ID_MAX (KA_TCACHE_ID_NONE - 1)
 
 _Static_assert(sizeof(struct ka_bin) == 32, "a bin is found with one shift");
 _Static_assert(sizeof(struct ka_page) == 64, "page descriptor is a cache line");

@@ -1,0 +1,365 @@
+/*
+ * t/remote.c: remote frees batched by owner (tcache.c: outboxes, inboxes).
+ *  - a model test: producers hand objects of random sizes to consumers on
+ *    other threads, which free them; no object is handed out twice while
+ *    live, and at the end nothing is lost (every cache's active count back
+ *    to what it was, every validate passes);
+ *  - a thread that exits with objects in its outbox sends them on;
+ *  - frees into the slabs of an owner that has exited adopt the slabs;
+ *  - an owner that stops allocating while another thread frees into it
+ *    keeps a bounded inbox;
+ *  - fork while another thread has objects in its outbox.
+ * Also run under TSan.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../lib/internal.h"
+#include "../lib/kalloc.h"
+#include "../lib/tcache.h"
+#include "tap.h"
+
+static size_t active(unsigned cls)
+{
+	struct ka_cache_info in;
+	ka_cache_info(&ka_kmalloc[cls], &in);
+	return in.active_objs;
+}
+
+static size_t active_all(void)
+{
+	size_t n = 0;
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
+		n += active(c);
+	return n;
+}
+
+static void validate_all(void)
+{
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
+		ka_slab_validate(&ka_kmalloc[c]);
+	ka_tcache_validate();
+}
+
+/* ------------------------------------------------------------ the model */
+/* Live objects: an open-addressing set of addresses under one lock. */
+#define LIVE_CAP (1 << 16)
+static uintptr_t live_set[LIVE_CAP];
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static int dup_handouts, lost, bad_contents;
+
+static size_t slot_of(uintptr_t a)
+{
+	return (size_t)((a >> 4) * 0x9e3779b97f4a7c15ull >> 48) & (LIVE_CAP - 1);
+}
+static void live_add(void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	pthread_mutex_lock(&live_mu);
+	size_t i = slot_of(a);
+	while (live_set[i] && live_set[i] != a)
+		i = (i + 1) & (LIVE_CAP - 1);
+	dup_handouts += live_set[i] == a;
+	live_set[i] = a;
+	pthread_mutex_unlock(&live_mu);
+}
+static void live_del(void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	pthread_mutex_lock(&live_mu);
+	size_t i = slot_of(a);
+	while (live_set[i] && live_set[i] != a)
+		i = (i + 1) & (LIVE_CAP - 1);
+	if (live_set[i] != a) {
+		lost++;
+	} else {
+		/* Backward-shift deletion keeps every probe chain whole. */
+		size_t j = i;
+		for (;;) {
+			live_set[i] = 0;
+			for (;;) {
+				j = (j + 1) & (LIVE_CAP - 1);
+				if (!live_set[j])
+					goto out;
+				size_t h = slot_of(live_set[j]);
+				if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
+					break;
+			}
+			live_set[i] = live_set[j];
+			i = j;
+		}
+	}
+out:
+	pthread_mutex_unlock(&live_mu);
+}
+
+/* Producer p hands to consumer (p + 1) % N through a ring. */
+#define NTHREADS 4
+#define QLEN 256
+struct queue {
+	uint64_t *slot[QLEN];
+	long head __attribute__((aligned(64)));
+	long tail __attribute__((aligned(64)));
+};
+static struct queue queues[NTHREADS];
+static long model_ops = 40000;
+static unsigned long long model_seed;
+
+struct model_arg {
+	int id;
+};
+
+static void *model_thread(void *arg)
+{
+	int id = ((struct model_arg *)arg)->id;
+	struct queue *out = &queues[id], *in = &queues[(id + NTHREADS - 1) % NTHREADS];
+	unsigned long long s = model_seed * 2654435761u + (unsigned)id + 1;
+	long sent = 0, got = 0;
+	int bad = 0;
+	while (sent < model_ops || got < model_ops) {
+		if (sent < model_ops && sent - __atomic_load_n(&out->tail, __ATOMIC_ACQUIRE) < QLEN) {
+			size_t n = 16 + rnd(&s) % (rnd(&s) % 8 ? 512 : 8000);
+			uint64_t *p = kalloc_malloc(n);
+			live_add(p);
+			p[0] = (uintptr_t)p ^ n;
+			p[1] = n;
+			out->slot[sent % QLEN] = p;
+			__atomic_store_n(&out->head, ++sent, __ATOMIC_RELEASE);
+		}
+		if (got < __atomic_load_n(&in->head, __ATOMIC_ACQUIRE)) {
+			uint64_t *p = in->slot[got % QLEN];
+			__atomic_store_n(&in->tail, ++got, __ATOMIC_RELEASE);
+			bad += p[0] != ((uintptr_t)p ^ p[1]);
+			live_del(p);
+			kalloc_free(p);
+		}
+		if (rnd(&s) % 64 == 0) { /* some local traffic too */
+			void *q = kalloc_malloc(rnd(&s) % 300);
+			live_add(q);
+			live_del(q);
+			kalloc_free(q);
+		}
+	}
+	pthread_mutex_lock(&live_mu);
+	bad_contents += bad;
+	pthread_mutex_unlock(&live_mu);
+	return NULL;
+}
+
+static void model_test(void)
+{
+	kalloc_malloc_trim(0);
+	size_t before = active_all();
+	pthread_t t[NTHREADS];
+	struct model_arg a[NTHREADS];
+	for (int i = 0; i < NTHREADS; i++) {
+		a[i].id = i;
+		pthread_create(&t[i], NULL, model_thread, &a[i]);
+	}
+	for (int i = 0; i < NTHREADS; i++)
+		pthread_join(t[i], NULL);
+	ok(dup_handouts == 0 && lost == 0 && bad_contents == 0,
+	   "model: %ld objects each from %d threads freed on another thread: none handed out twice while live, "
+	   "none lost, contents intact (%d, %d, %d)",
+	   model_ops, NTHREADS, dup_handouts, lost, bad_contents);
+	kalloc_malloc_trim(0);
+	validate_all();
+	ok(active_all() == before, "model: after the threads exit and trim, every object is back (%zu active, %zu before)",
+	   active_all(), before);
+}
+
+/* -------------------------------------------- exit with a full outbox */
+#define FEW 10
+static void *objs[4096];
+static int nobjs;
+
+static void *free_all(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < nobjs; i++)
+		kalloc_free(objs[i]);
+	return NULL;
+}
+
+static void exit_with_outbox(void)
+{
+	unsigned cls = ka_size_class[(200 + 7) >> 3];
+	nobjs = FEW; /* fewer than an outbox sends on its own */
+	for (int i = 0; i < nobjs; i++)
+		objs[i] = kalloc_malloc(200);
+	pthread_t t;
+	pthread_create(&t, NULL, free_all, NULL);
+	pthread_join(t, NULL);
+	/* The exiting thread sent them to this thread's inbox, and trim takes
+	 * them back to the slabs: nothing stays behind. */
+	uintptr_t v = __atomic_load_n(&ka_tc->inbox, __ATOMIC_ACQUIRE);
+	size_t queued = (v >> KA_INBOX_SHIFT) << 4, want = (size_t)FEW * ka_classes[cls].size;
+	validate_all();
+	kalloc_malloc_trim(0);
+	ok(queued == want && active(cls) == 0,
+	   "a thread that exits with %d objects in its outbox sends them to their owner's inbox (%zu of %zu bytes), "
+	   "and trim gives them back to the slabs (%zu still active)",
+	   FEW, queued, want, active(cls));
+}
+
+/* ------------------------------------------------- an owner that exited */
+static void *alloc_all(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < nobjs; i++)
+		objs[i] = kalloc_malloc(96);
+	return NULL;
+}
+
+static void free_into_exited_owner(void)
+{
+	nobjs = 100;
+	pthread_t t;
+	pthread_create(&t, NULL, alloc_all, NULL);
+	pthread_join(t, NULL);
+	int adopted = 0;
+	for (int i = 0; i < nobjs; i++) {
+		kalloc_free(objs[i]);
+		struct ka_slab *s = ka_slab_of(objs[i]);
+		adopted += s && s->owner == ka_tc->id8 >> 8;
+	}
+	ok(adopted == nobjs, "frees into the slabs of an owner that exited adopt them (%d of %d now ours)", adopted,
+	   nobjs);
+	validate_all();
+}
+
+/* ------------------------------------------- an owner that stops allocating */
+static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+static int idle_stage;
+static struct ka_tcache *idle_tc;
+
+static void *idle_owner(void *arg)
+{
+	(void)arg;
+	nobjs = 4096;
+	for (int i = 0; i < nobjs; i++)
+		objs[i] = kalloc_malloc(1024);
+	pthread_mutex_lock(&idle_mu);
+	idle_tc = ka_tc;
+	idle_stage = 1;
+	pthread_cond_broadcast(&idle_cv);
+	while (idle_stage != 2)
+		pthread_cond_wait(&idle_cv, &idle_mu);
+	pthread_mutex_unlock(&idle_mu);
+	return NULL;
+}
+
+static void idle_owner_test(void)
+{
+	pthread_t t;
+	pthread_create(&t, NULL, idle_owner, NULL);
+	pthread_mutex_lock(&idle_mu);
+	while (idle_stage != 1)
+		pthread_cond_wait(&idle_cv, &idle_mu);
+	pthread_mutex_unlock(&idle_mu);
+	/* 4 MiB freed into an owner that makes no call meanwhile; then the
+	 * objects its inbox holds are counted by walking it (it is idle, and
+	 * this thread is the only one that posts). */
+	for (int i = 0; i < nobjs; i++)
+		kalloc_free(objs[i]);
+	uintptr_t v = __atomic_load_n(&idle_tc->inbox, __ATOMIC_ACQUIRE);
+	size_t queued = 0;
+	for (void *o = (void *)(v & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1)); o; o = ka_link_decode(*(void **)o, o))
+		queued += 1024;
+	size_t held = ka_tcache_held_bytes();
+	ok(queued > 0 && queued <= ((size_t)1 << 20) && held <= ((size_t)3 << 20),
+	   "an owner that stops allocating: its inbox holds %zu KiB (at most 1 MiB) of the 4 MiB freed into it, "
+	   "caches hold %zu KiB",
+	   queued >> 10, held >> 10);
+	pthread_mutex_lock(&idle_mu);
+	idle_stage = 2;
+	pthread_cond_broadcast(&idle_cv);
+	pthread_mutex_unlock(&idle_mu);
+	pthread_join(t, NULL);
+	validate_all();
+}
+
+/* ------------------------------------------------ fork with outboxes full */
+static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fork_cv = PTHREAD_COND_INITIALIZER;
+static int fork_stage;
+
+static void *hold_outbox(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < FEW; i++)
+		kalloc_free(objs[i]); /* owned by the main thread: into the outbox */
+	void *own[200];
+	for (int i = 0; i < 200; i++)
+		own[i] = kalloc_malloc(48);
+	for (int i = 0; i < 200; i++)
+		objs[100 + i] = own[i]; /* the child frees these into an abandoned cache's slabs */
+	pthread_mutex_lock(&fork_mu);
+	fork_stage = 1;
+	pthread_cond_broadcast(&fork_cv);
+	while (fork_stage != 2)
+		pthread_cond_wait(&fork_cv, &fork_mu);
+	pthread_mutex_unlock(&fork_mu);
+	for (int i = 0; i < 200; i++)
+		kalloc_free(own[i]);
+	return NULL;
+}
+
+static void fork_test(void)
+{
+	for (int i = 0; i < FEW; i++)
+		objs[i] = kalloc_malloc(320);
+	pthread_t t;
+	pthread_create(&t, NULL, hold_outbox, NULL);
+	pthread_mutex_lock(&fork_mu);
+	while (fork_stage != 1)
+		pthread_cond_wait(&fork_cv, &fork_mu);
+	pthread_mutex_unlock(&fork_mu);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(20);
+		unsigned long long s = 7;
+		void *held[256] = {0};
+		for (int i = 0; i < 20000; i++) {
+			int k = (int)(rnd(&s) % 256);
+			kalloc_free(held[k]);
+			held[k] = kalloc_malloc(rnd(&s) % 3000);
+		}
+		for (int k = 0; k < 256; k++)
+			kalloc_free(held[k]);
+		for (int i = 0; i < 200; i++)
+			kalloc_free(objs[100 + i]);
+		validate_all();
+		ka_buddy_validate();
+		_exit(0);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	   "fork while another thread holds objects in its outbox: the child allocates, frees into the other "
+	   "thread's slabs and validates (status %d)",
+	   st);
+	pthread_mutex_lock(&fork_mu);
+	fork_stage = 2;
+	pthread_cond_broadcast(&fork_cv);
+	pthread_mutex_unlock(&fork_mu);
+	pthread_join(t, NULL);
+	validate_all();
+}
+
+int main(void)
+{
+	model_seed = test_seed();
+	plan(6);
+	kalloc_free(kalloc_malloc(1)); /* this thread's cache */
+	model_test();
+	exit_with_outbox();
+	free_into_exited_owner();
+	idle_owner_test();
+	fork_test();
+	return 0;
+}
