@@ -86,6 +86,7 @@ void ka_init_slow(void)
 	do
 		ka_free_key = random_word();
 	while (ka_free_key == 0);
+	ka_map_init();
 	ka_sizeclass_init();
 	ka_slab_init();
 	ka_tcache_init();

@@ -127,6 +127,19 @@ KA_INLINE uintptr_t ka_map_entry(uintptr_t a)
 	return ka_load_relaxed(&leaf->entry[(a >> KA_CHUNK_SHIFT) & (KA_MAP_LEAF_SIZE - 1)]);
 }
 
+extern struct ka_map_flat ka_map_flat;
+void ka_map_init(void);
+
+/* The free fast path's lookup: a chunk's entry, or 0 for anything else
+ * (huge mappings, foreign or non-canonical addresses, no flat map). */
+KA_INLINE uintptr_t ka_map_chunk_fast(uintptr_t a)
+{
+	uintptr_t i = a >> KA_CHUNK_SHIFT;
+	if (KA_UNLIKELY(i >= ka_map_flat.limit))
+		return 0;
+	return ka_load_relaxed(&ka_map_flat.map[i]);
+}
+
 /* The tag (types.h, struct ka_chunk) of the page holding a, for a map entry e of a chunk. */
 KA_INLINE uint32_t *ka_map_tag(uintptr_t e, uintptr_t a)
 {

@@ -160,6 +160,16 @@ void *ka_os_map_meta(size_t size, size_t align)
 	return p;
 }
 
+void *ka_os_reserve(size_t size)
+{
+	void *p = map_aligned(size, KA_PAGE_SIZE, MAP_NORESERVE);
+#ifdef MADV_DONTDUMP
+	if (p)
+		madvise(p, size, MADV_DONTDUMP); /* a core file need not hold its zeros */
+#endif
+	return p;
+}
+
 int ka_os_unmap(void *addr, size_t size, int source, bool *kept)
 {
 	*kept = false;

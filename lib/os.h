@@ -29,6 +29,13 @@ void *ka_os_map_region(size_t size, size_t align, int *source);
 void *ka_os_map_meta(size_t size, size_t align);
 
 /*
+ * Reserve `size` bytes of address space (MAP_NORESERVE, left out of core
+ * dumps) that is touched sparsely and never given back; not counted as
+ * metadata, since only the pages written become memory. NULL if refused
+ * (ulimit -v, strict overcommit).
+ */
+void *ka_os_reserve(size_t size);
+/*
  * Give a range back. An mmap range is unmapped; a brk range is released only
  * when it is the top of the break and the break is still where kalloc left
  * it (other code may have moved it); otherwise it is purged and 0 returned

@@ -83,6 +83,12 @@ static pthread_key_t exit_key;
 
 static void drain_inbox(struct ka_tcache *tc, uintptr_t v);
 
+/* The cache an owner id names (its slot's; its generation is not checked). */
+static struct ka_tcache *cache_of(uint32_t owner)
+{
+	return __atomic_load_n(&slots[owner & (KA_TCACHE_SLOTS - 1)], __ATOMIC_ACQUIRE);
+}
+
 void ka_tcache_corrupt(void *p, unsigned cls)
 {
 	ka_fatal("malloc()", "corrupted free list (write after free?) at", p, ka_classes[cls].name);
@@ -110,8 +116,14 @@ static void destructor(void *arg)
 	ka_tcache_thread_exit();
 }
 
+/* Until ka_tcache_init, every size leads to bins[0], which is always empty
+ * (class 0 is "none"): a call before start-up goes slow. */
+uint16_t ka_bin_off[KA_SMALL_MAX / 16 + 1] = {[0 ... KA_SMALL_MAX / 16] = offsetof(struct ka_tcache, bins)};
+
 void ka_tcache_init(void)
 {
+	for (size_t i = 0; i <= KA_SMALL_MAX / 16; i++)
+		ka_bin_off[i] = (uint16_t)offsetof(struct ka_tcache, bins[ka_size_class[(i * 16 + 7) >> 3]]);
 	pthread_key_create(&exit_key, destructor);
 }
 
@@ -133,7 +145,7 @@ static struct ka_tcache *take_cache(void)
 		   (tc = ka_meta_alloc(sizeof *tc, 64))) {
 		tc->slot = next_slot++;
 		tc->id8 = tc->slot << 8; /* generation 0 after the bump below: 1 */
-		slots[tc->slot] = tc;
+		__atomic_store_n(&slots[tc->slot], tc, __ATOMIC_RELEASE);
 	}
 	if (tc) {
 		uint32_t gen = ((tc->id8 >> 8 >> KA_TCACHE_SLOT_BITS) + 1) & ((1u << (24 - KA_TCACHE_SLOT_BITS)) - 1);
@@ -312,7 +324,7 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 {
 	if (!ob->count)
 		return;
-	struct ka_tcache *to = slots[ob->owner & (KA_TCACHE_SLOTS - 1)];
+	struct ka_tcache *to = cache_of(ob->owner);
 	uintptr_t old = __atomic_load_n(&to->inbox, __ATOMIC_RELAXED), nw;
 	size_t units = ob->units;
 	do {
@@ -481,7 +493,7 @@ static void free_small(struct ka_tcache *tc, struct ka_slab *s, void *p, uint32_
 			bin_take(tc, cls, p);
 			return;
 		}
-		struct ka_tcache *to = owner ? slots[owner & (KA_TCACHE_SLOTS - 1)] : NULL;
+		struct ka_tcache *to = owner ? cache_of(owner) : NULL;
 		if (to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner) {
 			queue_remote(tc, p, owner, cls);
 			return;

@@ -32,17 +32,20 @@ void ka_tcache_free_slow(void *p, const char *func);
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
 __attribute__((noreturn)) KA_COLD void ka_tcache_corrupt(void *p, unsigned cls);
 
+/* Byte offset in struct ka_tcache of the bin serving n bytes, by (n + 15) / 16:
+ * one load from the size to the bin. */
+extern uint16_t ka_bin_off[KA_SMALL_MAX / 16 + 1];
+
 KA_INLINE void *ka_tcache_malloc(size_t n)
 {
 	if (KA_LIKELY(n <= KA_SMALL_MAX)) {
-		unsigned cls = ka_size_class[(n + 7) >> 3];
 		struct ka_tcache *tc = ka_tc;
-		struct ka_bin *b = &tc->bins[cls];
+		struct ka_bin *b = (struct ka_bin *)(void *)((char *)tc + ka_bin_off[(n + 15) >> 4]);
 		char *p = b->head;
 		if (KA_LIKELY(p != NULL)) {
 			uintptr_t next = *(uintptr_t *)p ^ ((uintptr_t)p >> 12) ^ tc->secret;
-			if (KA_UNLIKELY(next & 7))
-				ka_tcache_corrupt(p, cls);
+			if (KA_UNLIKELY(next & 15))
+				ka_tcache_corrupt(p, (unsigned)(b - tc->bins));
 			b->head = (void *)next;
 			b->count--;
 			/* Clear the key, so that a later free is not taken for a double one. */
@@ -56,7 +59,7 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 /* True if the fast path took the object. */
 KA_INLINE bool ka_tcache_free(void *ptr)
 {
-	uintptr_t a = (uintptr_t)ptr, e = ka_map_entry(a);
+	uintptr_t a = (uintptr_t)ptr, e = ka_map_chunk_fast(a);
 	if (KA_LIKELY(e & KA_MAP_CHUNK)) {
 		struct ka_tcache *tc = ka_tc;
 		/* < 256 exactly when the slab's owner is this thread; then it is the class. */

@@ -78,6 +78,13 @@ struct ka_map_leaf {
 	uintptr_t entry[KA_MAP_LEAF_SIZE];
 };
 
+/* The flat map of chunk entries (pagemap.c): 2^25 words, 256 MiB reserved. */
+#define KA_MAP_FLAT_SIZE ((uintptr_t)1 << (KA_ADDR_BITS - KA_CHUNK_SHIFT))
+struct ka_map_flat {
+	uintptr_t *map;
+	uintptr_t limit; /* KA_MAP_FLAT_SIZE, or 0 when not reserved */
+};
+
 /* --------------------------------------------------------------- lists */
 /* Circular doubly linked list with a sentinel; an empty list points at itself. */
 struct ka_list {
