@@ -318,6 +318,8 @@ static void chain_to_slabs(void *obj)
 		ka_slab_free_batch(&ka_kmalloc[cls], objs, m);
 }
 
+void (*ka_tcache_post_hook)(struct ka_tcache *to);
+
 /* Post an outbox to its owner's inbox, or free it to the slabs when the
  * inbox is closed or full. */
 static void post(struct ka_tcache *tc, struct ka_outbox *ob)
@@ -329,10 +331,14 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 	size_t units = ob->units;
 	do {
 		if (old == KA_INBOX_CLOSED || INBOX_BYTES(old) + (units << 4) >= INBOX_MAX_BYTES) {
+			/* A failed try may have linked the tail to the inbox's chain. */
+			*(void **)ob->tail = ka_link_encode(NULL, ob->tail);
 			chain_to_slabs(ob->head);
 			goto done;
 		}
 		*(void **)ob->tail = ka_link_encode((void *)INBOX_PTR(old), ob->tail);
+		if (KA_UNLIKELY(ka_tcache_post_hook != NULL))
+			ka_tcache_post_hook(to);
 		nw = (uintptr_t)ob->head | (((old >> KA_INBOX_SHIFT) + units) << KA_INBOX_SHIFT);
 	} while (!__atomic_compare_exchange_n(&to->inbox, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 done:

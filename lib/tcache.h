@@ -84,7 +84,9 @@ KA_INLINE bool ka_tcache_free(void *ptr)
 /* tcache.c */
 void ka_tcache_flush_all(void);   /* the calling thread's cache, outboxes and inbox */
 void ka_tcache_trim(void);        /* that, and every inbox other threads have not drained */
-void ka_tcache_validate(void);    /* the calling thread's bins, outboxes and inbox; fatal on a breach */
+void ka_tcache_validate(void);
+/* Test hook: called by a post between linking its chain and its CAS. */
+extern void (*ka_tcache_post_hook)(struct ka_tcache *to);    /* the calling thread's bins, outboxes and inbox; fatal on a breach */
 void ka_tcache_thread_exit(void); /* flush, and run cacheless from now on */
 size_t ka_tcache_held_bytes(void); /* in all threads' caches, approximate */
 void ka_tcache_prefork(void);

@@ -234,9 +234,11 @@ static void free_into_exited_owner(void)
 /* ------------------------------------------- an owner that stops allocating */
 static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
-static int idle_stage;
+static int idle_stage, idle_alloc64;
 static struct ka_tcache *idle_tc;
 
+/* Stage 1: 4096 blocks of 1 KiB allocated; with idle_alloc64, stage 3 asks
+ * for 64 blocks of 64 B (stage 4: done); stage 2 ends it. */
 static void *idle_owner(void *arg)
 {
 	(void)arg;
@@ -247,8 +249,16 @@ static void *idle_owner(void *arg)
 	idle_tc = ka_tc;
 	idle_stage = 1;
 	pthread_cond_broadcast(&idle_cv);
-	while (idle_stage != 2)
+	while (idle_stage != 2) {
+		if (idle_stage == 3) {
+			nobjs = 64;
+			for (int i = 0; i < nobjs; i++)
+				objs[i] = kalloc_malloc(64);
+			idle_stage = 4;
+			pthread_cond_broadcast(&idle_cv);
+		}
 		pthread_cond_wait(&idle_cv, &idle_mu);
+	}
 	pthread_mutex_unlock(&idle_mu);
 	return NULL;
 }
@@ -351,15 +361,146 @@ static void fork_test(void)
 	validate_all();
 }
 
+/* ------------------------------------ an owner that closes during a post */
+/*
+ * The hook runs inside the second post, after the chain's tail was linked
+ * to the inbox's first chain and before the CAS: it takes that chain and
+ * closes the inbox, as an exiting owner does. The CAS then fails and the
+ * post, finding the inbox closed, frees its own 32 objects to the slabs,
+ * and must not follow its tail into the chain the owner took.
+ */
+static int hook_calls;
+static uintptr_t taken;
+static void close_inbox_hook(struct ka_tcache *to)
+{
+	if (++hook_calls == 2)
+		taken = __atomic_exchange_n(&to->inbox, KA_INBOX_CLOSED, __ATOMIC_ACQ_REL);
+}
+
+static void close_during_post(void)
+{
+	unsigned cls = ka_size_class[(64 + 7) >> 3];
+	pthread_mutex_lock(&idle_mu);
+	idle_stage = 0;
+	pthread_mutex_unlock(&idle_mu);
+	pthread_t t;
+	pthread_create(&t, NULL, idle_owner, NULL); /* allocates objs[] (1024 B): reused below */
+	pthread_mutex_lock(&idle_mu);
+	while (idle_stage != 1)
+		pthread_cond_wait(&idle_cv, &idle_mu);
+	pthread_mutex_unlock(&idle_mu);
+	/* 64 blocks of 64 B from the idle owner's slabs: it allocates them now. */
+	for (int i = 0; i < nobjs; i++)
+		kalloc_free(objs[i]);
+	kalloc_malloc_trim(0);
+	idle_alloc64 = 1;
+	pthread_mutex_lock(&idle_mu);
+	idle_stage = 3;
+	pthread_cond_broadcast(&idle_cv);
+	while (idle_stage != 4)
+		pthread_cond_wait(&idle_cv, &idle_mu);
+	pthread_mutex_unlock(&idle_mu);
+	size_t before = active(cls);
+	ka_tcache_post_hook = close_inbox_hook;
+	for (int i = 0; i < 64; i++) /* two full outboxes: two posts */
+		kalloc_free(objs[i]);
+	ka_tcache_post_hook = NULL;
+	size_t after = active(cls);
+	ok(hook_calls == 2 && taken != 0 && after == before - 32,
+	   "an owner that closes its inbox during a post: the post frees its own 32 objects and none of the "
+	   "chain the owner took (%zu active before, %zu after, %zu expected)",
+	   before, after, before - 32);
+	/* Give the taken chain back for the owner to drain at its exit. */
+	__atomic_store_n(&idle_tc->inbox, taken, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&idle_mu);
+	idle_stage = 2;
+	pthread_cond_broadcast(&idle_cv);
+	pthread_mutex_unlock(&idle_mu);
+	pthread_join(t, NULL);
+	idle_alloc64 = 0;
+	kalloc_malloc_trim(0);
+	validate_all();
+}
+
+/* ------------------------------------------- owners that come and go */
+/*
+ * Waves of short threads share a pool: each frees what earlier threads
+ * left there (their slabs' owners live, exiting or gone) and leaves half
+ * of its own blocks for later ones, so posts race with each other and with
+ * owners closing their inboxes. Every block carries a pattern checked at
+ * its free; the end state must validate and give everything back.
+ */
+#define POOL 512
+static uint64_t *pool[POOL];
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static int churn_bad;
+
+static void *churn_thread(void *arg)
+{
+	unsigned long long s = (uintptr_t)arg * 0x9e3779b97f4a7c15ull + model_seed + 1;
+	uint64_t *mine[64];
+	int bad = 0;
+	for (int i = 0; i < 64; i++) {
+		size_t n = 16 + rnd(&s) % 600;
+		mine[i] = kalloc_malloc(n);
+		mine[i][0] = (uintptr_t)mine[i] ^ n;
+		mine[i][1] = n;
+	}
+	for (int i = 0; i < 64; i++) {
+		int k = (int)(rnd(&s) % POOL);
+		pthread_mutex_lock(&pool_mu);
+		uint64_t *old = pool[k];
+		pool[k] = i % 2 ? mine[i] : NULL;
+		pthread_mutex_unlock(&pool_mu);
+		if (old) {
+			bad += old[0] != ((uintptr_t)old ^ old[1]);
+			kalloc_free(old);
+		}
+		if (i % 2 == 0)
+			kalloc_free(mine[i]);
+	}
+	pthread_mutex_lock(&pool_mu);
+	churn_bad += bad;
+	pthread_mutex_unlock(&pool_mu);
+	return NULL;
+}
+
+static void churn_test(void)
+{
+	kalloc_malloc_trim(0);
+	size_t before = active_all();
+	int waves = 600, per = 4;
+	for (int w = 0; w < waves; w++) {
+		pthread_t t[4];
+		for (int i = 0; i < per; i++)
+			pthread_create(&t[i], NULL, churn_thread, (void *)(uintptr_t)(w * per + i));
+		for (int i = 0; i < per; i++)
+			pthread_join(t[i], NULL);
+	}
+	for (int k = 0; k < POOL; k++) {
+		if (pool[k])
+			churn_bad += pool[k][0] != ((uintptr_t)pool[k] ^ pool[k][1]);
+		kalloc_free(pool[k]);
+		pool[k] = NULL;
+	}
+	kalloc_malloc_trim(0);
+	validate_all();
+	ok(churn_bad == 0 && active_all() == before,
+	   "%d short threads freeing each other's blocks: contents intact (%d bad), all back (%zu active, %zu before)",
+	   waves * per, churn_bad, active_all(), before);
+}
+
 int main(void)
 {
 	model_seed = test_seed();
-	plan(6);
+	plan(8);
 	kalloc_free(kalloc_malloc(1)); /* this thread's cache */
 	model_test();
 	exit_with_outbox();
 	free_into_exited_owner();
 	idle_owner_test();
 	fork_test();
+	churn_test();
+	close_during_post();
 	return 0;
 }
