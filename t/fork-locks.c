@@ -208,5 +208,5 @@ int main(void)
 	run_case("kmalloc-64's lock", -1, &ka_kmalloc[ka_size_class[64 >> 3]].lock, caches);
 
 	kalloc_cache_free(user_cache, keep);
-	return 0;
+	return tap_failed != 0;
 }
