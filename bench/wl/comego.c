@@ -20,28 +20,12 @@
 #define STRIDE	64	/* one byte per cache line */
 #define STEPS	200 	/* replacements per thread after the pool is full */
 
-struct blk {
-	unsigned char *p;
-	size_t n;
-	unsigned char tag;
-};
-
 struct job {
 	uint64_t seed, check;
 };
 
-static void check_free(struct blk *b)
-{
-	if (!b->p)
-		return;
-	if (!wl_intact(b->p, b->n, b->n, STRIDE, b->tag))
-		wl_fail("comego", "fill pattern changed", b->p);
-	free(b->p);
-	b->p = NULL;
-}
-
 /* Replace b by a new block, made one of five ways. */
-static void replace(struct blk *b, uint64_t *s)
+static void replace(struct wl_block *b, uint64_t *s)
 {
 	size_t n = wl_size(s, 1, MAXSZ);
 	unsigned op = (unsigned)(wl_rand(s) % 8);
@@ -54,7 +38,7 @@ static void replace(struct blk *b, uint64_t *s)
 		if (!wl_intact(p, b->n, n, STRIDE, b->tag))
 			wl_fail("comego", "realloc lost the contents", p);
 	} else {
-		check_free(b);
+		wl_block_free("comego", b, STRIDE);
 		if (op == 1) {
 			p = calloc(1, n);
 			for (size_t i = 0; p && i < n; i += STRIDE)
@@ -93,18 +77,18 @@ static void replace(struct blk *b, uint64_t *s)
 static void *work(void *arg)
 {
 	struct job *j = arg;
-	struct blk pool[POOL] = {{0}};
+	struct wl_block pool[POOL] = {{0}};
 
 	for (int k = 0; k < POOL; k++)
 		replace(&pool[k], &j->seed);
 	for (int i = 0; i < STEPS; i++) {
-		struct blk *b = &pool[wl_rand(&j->seed) % POOL];
+		struct wl_block *b = &pool[wl_rand(&j->seed) % POOL];
 		j->check += b->tag;
 		replace(b, &j->seed);
 	}
 	for (int k = 0; k < POOL; k++) {
 		j->check += pool[k].n;
-		check_free(&pool[k]);
+		wl_block_free("comego", &pool[k], STRIDE);
 	}
 	return NULL;
 }

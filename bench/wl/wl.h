@@ -98,6 +98,49 @@ static inline unsigned char wl_tag(uint64_t *s)
 	return (unsigned char)(1 + wl_rand(s) % 255);
 }
 
+/* A block with its fill pattern: wl_block_free checks the pattern, then frees. */
+struct wl_block {
+	unsigned char *p; /* NULL: none */
+	size_t n;
+	unsigned char tag;
+};
+
+static inline void wl_block_free(const char *name, struct wl_block *b, size_t stride)
+{
+	if (!b->p)
+		return;
+	if (!wl_intact(b->p, b->n, b->n, stride, b->tag))
+		wl_fail(name, "fill pattern changed", b->p);
+	free(b->p);
+	b->p = NULL;
+}
+
+/*
+ * Threads that each do n steps of one job and add to check: wl_run_jobs
+ * starts fn on each of j[0..nt), joins them and prints the result line
+ * with the sums of n and check. arg is the workload's own.
+ */
+struct wl_job {
+	long n;
+	int arg;
+	uint64_t seed, check;
+};
+
+static inline void wl_run_jobs(const char *name, struct wl_job *j, int nt, void *(*fn)(void *))
+{
+	pthread_t th[nt];
+	uint64_t ops = 0, check = 0;
+	for (int t = 0; t < nt; t++)
+		if (pthread_create(&th[t], NULL, fn, &j[t]) != 0)
+			wl_fail(name, "pthread_create failed", NULL);
+	for (int t = 0; t < nt; t++) {
+		pthread_join(th[t], NULL);
+		ops += (uint64_t)j[t].n;
+		check += j[t].check;
+	}
+	wl_done(name, ops, check);
+}
+
 /*
  * The false-sharing loop: objs times, malloc 8 bytes, write them `writes`
  * times, free. Two threads whose 8-byte objects share a cache line make
