@@ -22,6 +22,7 @@ enum ka_lock_order {
 	KA_LOCK_MAP,     /* pagemap.c: leaf creation */
 	KA_LOCK_OS,      /* os.c: the break */
 	KA_LOCK_META,    /* meta.c: the metadata bump allocator */
+	KA_NR_LOCKS
 };
 
 #include <sys/auxv.h>
@@ -34,29 +35,68 @@ enum ka_lock_order {
 bool ka_ready;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/*
+ * Each lock of the order with the owner's handlers: take is its prefork
+ * (KA_LOCK_CACHES: the list, then every cache, user caches included), give
+ * its postfork. Tests take one with ka_test_lock to hold it across a fork.
+ */
+static const struct {
+	const char *name;
+	void (*take)(void);
+	void (*give)(bool child);
+} locks[KA_NR_LOCKS] = {
+	[KA_LOCK_PUBLISH] = {"publish", ka_stats_prefork, ka_stats_postfork},
+	[KA_LOCK_TCACHES] = {"tcaches", ka_tcache_prefork, ka_tcache_postfork},
+	[KA_LOCK_CACHES] = {"caches", ka_slab_prefork, ka_slab_postfork},
+	[KA_LOCK_HUGE] = {"huge", ka_large_prefork, ka_large_postfork},
+	[KA_LOCK_ZONE] = {"zone", ka_buddy_prefork, ka_buddy_postfork},
+	[KA_LOCK_MAP] = {"map", ka_map_prefork, ka_map_postfork},
+	[KA_LOCK_OS] = {"os", ka_os_prefork, ka_os_postfork},
+	[KA_LOCK_META] = {"meta", ka_meta_prefork, ka_meta_postfork},
+};
+
+/*
+ * Test hook, called by prefork just before it takes lock k (from the same
+ * line, so that a missing prefork step also misses its hook call): a test
+ * that holds k on another thread lets go of it then, and only then, so the
+ * fork waits for it; if the step is missing, the test still holds k when
+ * the child is made, and the child sees it.
+ */
+static void (*prefork_hook)(int lock);
+
+void ka_set_prefork_hook(void (*hook)(int lock)) { prefork_hook = hook; }
+
+const char *ka_test_lock_name(int lock) { return lock >= 0 && lock < KA_NR_LOCKS ? locks[lock].name : NULL; }
+
+void ka_test_lock(int lock) { locks[lock].take(); }
+
+void ka_test_unlock(int lock) { locks[lock].give(false); }
+
+static void take(int lock)
+{
+	void (*h)(int) = prefork_hook;
+	if (KA_UNLIKELY(h != NULL))
+		h(lock);
+	locks[lock].take();
+}
+
 static void prefork(void)
 {
 	ka_init();
-	ka_stats_prefork();
-	ka_tcache_prefork();
-	ka_slab_prefork();
-	ka_large_prefork();
-	ka_buddy_prefork();
-	ka_map_prefork();
-	ka_os_prefork();
-	ka_meta_prefork();
+	take(KA_LOCK_PUBLISH);
+	take(KA_LOCK_TCACHES);
+	take(KA_LOCK_CACHES);
+	take(KA_LOCK_HUGE);
+	take(KA_LOCK_ZONE);
+	take(KA_LOCK_MAP);
+	take(KA_LOCK_OS);
+	take(KA_LOCK_META);
 }
 
 static void postfork(bool child)
 {
-	ka_meta_postfork(child);
-	ka_os_postfork(child);
-	ka_map_postfork(child);
-	ka_buddy_postfork(child);
-	ka_large_postfork(child);
-	ka_slab_postfork(child);
-	ka_tcache_postfork(child);
-	ka_stats_postfork(child);
+	for (int k = KA_NR_LOCKS - 1; k >= 0; k--)
+		locks[k].give(child);
 }
 
 static void postfork_parent(void) { postfork(false); }

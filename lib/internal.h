@@ -403,6 +403,18 @@ void ka_large_postfork(bool child);
 /* --------------------------------------------------------------------- init.c */
 extern bool ka_ready;
 void ka_init_slow(void);
+/*
+ * Test hooks (core only; libkalloc.so exports none of them). Locks are
+ * numbered in init.c's lock order, 0 first; ka_test_lock_name gives NULL
+ * past the last. ka_test_lock(k) takes lock k as the fork handler does
+ * (KA_LOCK_CACHES: every cache too) and ka_test_unlock(k) gives it back,
+ * from the same thread. The prefork hook is called just before prefork
+ * takes lock k.
+ */
+void ka_set_prefork_hook(void (*hook)(int lock));
+const char *ka_test_lock_name(int lock);
+void ka_test_lock(int lock);
+void ka_test_unlock(int lock);
 KA_INLINE void ka_init(void)
 {
 	if (KA_UNLIKELY(!__atomic_load_n(&ka_ready, __ATOMIC_ACQUIRE)))

@@ -5,14 +5,9 @@
  */
 #include "wl.h"
 
-struct job {
-	long n;
-	uint64_t seed, check;
-};
-
 static void *work(void *arg)
 {
-	struct job *j = arg;
+	struct wl_job *j = arg;
 	char *ring[8] = {0};
 	for (long i = 0; i < j->n; i++) {
 		/* log-uniform over [2^18, 2^26] */
@@ -33,20 +28,10 @@ static void *work(void *arg)
 int main(int argc, char **argv)
 {
 	struct wl_args a = wl_parse(argc, argv);
-	struct job *j = calloc((size_t)a.threads, sizeof *j);
-	pthread_t *th = calloc((size_t)a.threads, sizeof *th);
-	uint64_t ops = 0, check = 0;
-	for (int t = 0; t < a.threads; t++) {
-		j[t] = (struct job){a.quick ? 15 : 150, (uint64_t)t * 7919 + 1, 0};
-		pthread_create(&th[t], NULL, work, &j[t]);
-	}
-	for (int t = 0; t < a.threads; t++) {
-		pthread_join(th[t], NULL);
-		ops += (uint64_t)j[t].n;
-		check += j[t].check;
-	}
+	struct wl_job *j = calloc((size_t)a.threads, sizeof *j);
+	for (int t = 0; t < a.threads; t++)
+		j[t] = (struct wl_job){a.quick ? 15 : 150, 0, (uint64_t)t * 7919 + 1, 0};
+	wl_run_jobs("bigobj", j, a.threads, work);
 	free(j);
-	free(th);
-	wl_done("bigobj", ops, check);
 	return 0;
 }

@@ -12,14 +12,27 @@
  * this measures.  The batches keep the queue's own locking small next to
  * the 64 mallocs and frees behind each hand-off.
  *
+ * Built twice: as prodcons (16..256 B, the defaults below) and, with
+ * -DWL_NAME='"prodcons-mixed"' -DMAXSZ=16384 -DBATCHES=..., as
+ * prodcons-mixed, where the sizes reach past the small classes into whole
+ * pages.  The consumer checks each object's stamps before it frees it.
+ *
  * Usage: prodcons [quick|full] [threads]; prints "prodcons ops=N check=X".
  */
 #include "wl.h"
 
+#ifndef WL_NAME
+#define WL_NAME		"prodcons"
+#endif
+#ifndef MAXSZ
+#define MAXSZ		256
+#endif
+#ifndef BATCHES
+#define BATCHES		80000	/* in full mode; a tenth in quick mode */
+#endif
 #define BATCH		64	/* objects per queue slot */
 #define QSLOTS		16
-#define MINSZ		16
-#define MAXSZ		256
+#define MINSZ		16	/* >= sizeof(size_t): an object starts with its size */
 #define MAXTHREADS	256
 
 struct batch {
@@ -60,8 +73,8 @@ static void *producer(void *arg)
 			size_t sz = wl_size(&s, MINSZ, MAXSZ);
 			unsigned char *p = wl_xmalloc(sz);
 
-			/* First byte: size; last byte: position. */
-			p[0] = (unsigned char)sz;
+			/* First bytes: size; last byte: position. */
+			memcpy(p, &sz, sizeof sz);
 			p[sz - 1] = (unsigned char)i;
 			b.obj[i] = p;
 		}
@@ -107,8 +120,11 @@ static void *consumer(void *arg)
 
 		for (int i = 0; i < BATCH; i++) {
 			unsigned char *p = b.obj[i];
-			size_t sz = p[0] ? p[0] : 256;	/* 256 wrapped to 0 */
+			size_t sz;
 
+			memcpy(&sz, p, sizeof sz);
+			if (sz < MINSZ || sz > MAXSZ || p[sz - 1] != (unsigned char)i)
+				wl_fail(WL_NAME, "stamp changed", p);
 			check += sz + p[sz - 1];
 			memset(p, 0x5a, sz);	/* the consumer owns the lines now */
 			ESC(p);
@@ -130,30 +146,26 @@ int main(int argc, char **argv)
 	uint64_t check = 0;
 
 	if (nthreads < 1 || nthreads > MAXTHREADS) {
-		fprintf(stderr, "usage: prodcons [quick|full] [threads 1..%d]\n", MAXTHREADS);
+		fprintf(stderr, "usage: " WL_NAME " [quick|full] [threads 1..%d]\n", MAXTHREADS);
 		return 2;
 	}
 	nprod = nthreads / 2 > 0 ? nthreads / 2 : 1;
 	ncons = nthreads - nprod > 0 ? nthreads - nprod : 1;
-	per = (a.quick ? 8000 : 80000) / nprod;	/* batches per producer */
+	per = (a.quick ? BATCHES / 10 : BATCHES) / nprod;	/* batches per producer */
 	q.total = per * nprod;
 
 	jobs = aligned_alloc(64, (size_t)(nprod + ncons) * sizeof(*jobs));
 	th = malloc((size_t)(nprod + ncons) * sizeof(*th));
-	if (!jobs || !th) {
-		fprintf(stderr, "prodcons: out of memory\n");
-		return 1;
-	}
+	if (!jobs || !th)
+		wl_fail(WL_NAME, "out of memory", NULL);
 	memset(jobs, 0, (size_t)(nprod + ncons) * sizeof(*jobs));
 	for (int t = 0; t < nprod + ncons; t++) {
 		int is_prod = t < nprod;
 
 		jobs[t].seed = 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1);
 		jobs[t].batches = per;
-		if (pthread_create(&th[t], NULL, is_prod ? producer : consumer, &jobs[t]) != 0) {
-			fprintf(stderr, "prodcons: pthread_create failed\n");
-			return 1;
-		}
+		if (pthread_create(&th[t], NULL, is_prod ? producer : consumer, &jobs[t]) != 0)
+			wl_fail(WL_NAME, "pthread_create failed", NULL);
 	}
 	for (int t = 0; t < nprod + ncons; t++) {
 		pthread_join(th[t], NULL);
@@ -162,6 +174,6 @@ int main(int argc, char **argv)
 	}
 	free(th);
 	free(jobs);
-	wl_done("prodcons", (uint64_t)q.total * BATCH, check);
+	wl_done(WL_NAME, (uint64_t)q.total * BATCH, check);
 	return 0;
 }
