@@ -176,6 +176,13 @@ KA_INLINE uintptr_t ka_map_chunk_entry(const struct ka_chunk *c)
 
 /* Set the entry of every granule that [base, base+size) touches. 0 or ENOMEM. */
 int ka_map_set(uintptr_t base, size_t size, uintptr_t entry);
+/*
+ * Clear the entries of the granules [base, base+size) touches that still
+ * equal `entry`: for a range just given back to the OS, which another
+ * thread may have mapped and entered already (no lock is held across the
+ * system call). 0 or EINVAL.
+ */
+int ka_map_clear(uintptr_t base, size_t size, uintptr_t entry);
 void ka_map_prefork(void);
 void ka_map_postfork(bool child);
 

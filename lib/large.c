@@ -108,17 +108,20 @@ static void unmap_list(struct ka_list *out)
 static bool remap(struct ka_huge *h, size_t map_size)
 {
 	void *p = (void *)h->base;
+	uintptr_t entry = (uintptr_t)h | KA_MAP_HUGE;
 	void *np = map_size == h->map_size ? p : ka_os_remap(p, h->map_size, map_size, KA_CHUNK_SIZE);
+	/* What the kernel freed may be mapped by another thread already: clear
+	 * only what still says h. */
 	if (np && np != p) {
-		ka_map_set(h->base, h->map_size, 0);
-		ka_map_set((uintptr_t)np, map_size, (uintptr_t)h | KA_MAP_HUGE);
+		ka_map_clear(h->base, h->map_size, entry);
+		ka_map_set((uintptr_t)np, map_size, entry);
 	} else if (np && map_size > h->map_size) {
-		ka_map_set(h->base, map_size, (uintptr_t)h | KA_MAP_HUGE);
+		ka_map_set(h->base, map_size, entry);
 	} else if (np && map_size < h->map_size) {
 		/* Granules wholly past the new end are no longer ours. */
 		uintptr_t g = (h->base + map_size + KA_CHUNK_SIZE - 1) & ~(KA_CHUNK_SIZE - 1);
 		if (g < h->base + h->map_size)
-			ka_map_set(g, h->base + h->map_size - g, 0);
+			ka_map_clear(g, h->base + h->map_size - g, entry);
 	}
 	if (!np)
 		return false;
