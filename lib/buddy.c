@@ -171,14 +171,11 @@ static bool grow(void)
 	void *base = ka_os_map_aligned(KA_CHUNK_SIZE, KA_CHUNK_SIZE, &source);
 	if (!base)
 		return false;
-	struct ka_chunk *c = NULL;
 	ka_lock(&zone.lock);
 	zone_ready();
-	if (!ka_list_empty(&zone.spare)) {
-		c = ka_container_of(zone.spare.next, struct ka_chunk, node);
-		ka_list_del(&c->node);
-	}
+	struct ka_list *e = ka_list_pop(&zone.spare);
 	ka_unlock(&zone.lock);
+	struct ka_chunk *c = e ? ka_container_of(e, struct ka_chunk, node) : NULL;
 	if (c)
 		memset(c, 0, sizeof *c);
 	else

@@ -28,6 +28,15 @@ KA_INLINE void ka_list_del(struct ka_list *n)
 }
 #define ka_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+/* Take the first node off a list; NULL if it is empty. */
+KA_INLINE struct ka_list *ka_list_pop(struct ka_list *head)
+{
+	struct ka_list *n = head->next;
+	if (n == head)
+		return NULL;
+	ka_list_del(n);
+	return n;
+}
 
 /*
  * Cache locks are held for short batches: an adaptive mutex spins a little

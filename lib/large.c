@@ -156,12 +156,11 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 		h = ka_container_of(cached.next, struct ka_huge, node);
 		resize = true;
 	}
-	if (h) {
+	struct ka_list *e;
+	if (h)
 		uncache(h);
-	} else if (!ka_list_empty(&spare)) {
-		h = ka_container_of(spare.next, struct ka_huge, node);
-		ka_list_del(&h->node);
-	}
+	else if ((e = ka_list_pop(&spare)))
+		h = ka_container_of(e, struct ka_huge, node);
 	bool reused = h && h->state == KA_HUGE_CACHED;
 	ka_unlock(&huge_lock);
 	unmap_list(&out);

@@ -82,13 +82,10 @@ static struct ka_pcp *pcp_get(void)
 	if (pcp_state != PCP_NONE || !key_ok)
 		return NULL;
 	pcp_state = PCP_CREATING;
-	struct ka_pcp *p = NULL;
 	ka_lock(&pcp_lock);
-	if (!ka_list_empty(&spare)) {
-		p = ka_container_of(spare.next, struct ka_pcp, node);
-		ka_list_del(&p->node);
-	}
+	struct ka_list *e = ka_list_pop(&spare);
 	ka_unlock(&pcp_lock);
+	struct ka_pcp *p = e ? ka_container_of(e, struct ka_pcp, node) : NULL;
 	if (!p && !(p = ka_meta_alloc(sizeof *p, 64))) {
 		pcp_state = PCP_NONE;
 		return NULL;

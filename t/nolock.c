@@ -46,19 +46,6 @@ static void *churn(void *arg)
 	return NULL;
 }
 
-static int run_child(void (*fn)(void))
-{
-	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		fn();
-		_exit(0);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	return st;
-}
-
 static pthread_mutex_t test_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void purge_under_lock(void)

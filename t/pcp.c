@@ -18,17 +18,6 @@
 
 #define BLK (16 << 10)
 
-static long rss_kib(void)
-{
-	long pages = 0, res = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (!f || fscanf(f, "%ld %ld", &pages, &res) != 2)
-		res = -1;
-	if (f)
-		fclose(f);
-	return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* Pages out of the buddy (used by the program or in page lists). */
 static size_t buddy_used(void)
 {
@@ -206,14 +195,7 @@ int main(void)
 	ok(buddy_used() <= u0, "all back in the buddy after exit and trim (%zu -> %zu pages)", u0, buddy_used());
 
 	/* A block in a page list freed again. */
-	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		double_free();
-		_exit(0);
-	}
-	int st;
-	waitpid(pid, &st, 0);
+	int st = run_child(double_free);
 	ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "a double free of a block in a page list aborts");
 
 	/* Fork while another thread holds blocks in its lists. */
@@ -222,7 +204,7 @@ int main(void)
 	pthread_create(&t, NULL, holder, NULL);
 	pthread_barrier_wait(&bar);
 	fflush(stdout);
-	pid = fork();
+	pid_t pid = fork();
 	if (pid == 0) {
 		void *b[64];
 		for (int i = 0; i < 64; i++)
