@@ -21,7 +21,7 @@
  * mapping in flight is on no list; a fork child forgets it (the parent's
  * call that owned it does not exist in the child).
  *
- * Lock order: huge_lock, then the map's, the metadata's (never the buddy's).
+ * Lock order: nothing is taken under huge_lock.
  */
 #include <string.h>
 
