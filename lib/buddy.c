@@ -125,6 +125,17 @@ static void area_del(struct ka_page *pg)
 	pg->kind = KA_PG_TAIL;
 }
 
+/*
+ * The kind of a block head that may not be the caller's: a block in a
+ * thread's page list flips between KA_PG_PCP and KA_PG_LARGE without the
+ * zone lock (pcp.c), so such heads are read with a relaxed load. Both
+ * values mean "not free", which is all the merge and the lookups ask.
+ */
+static unsigned kind_of(const struct ka_page *pg)
+{
+	return ka_load_relaxed(&pg->kind);
+}
+
 /* Merge a block with its free buddies, then put the result on its list. */
 static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean, uint64_t now)
 {
@@ -135,7 +146,7 @@ static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean
 	while (order < KA_MAX_ORDER) {
 		size_t bidx = idx ^ ((size_t)1 << order);
 		struct ka_page *b = &c->pages[bidx];
-		if (b->kind != KA_PG_FREE || b->order != order)
+		if (kind_of(b) != KA_PG_FREE || b->order != order)
 			break;
 		clean = clean && (b->flags & KA_PGF_CLEAN);
 		area_del(b);
@@ -476,8 +487,9 @@ static struct ka_page *free_block_at(struct ka_chunk *c, size_t idx)
 {
 	for (unsigned o = 0; o < KA_NR_ORDERS; o++) {
 		struct ka_page *h = &c->pages[idx & ~(((size_t)1 << o) - 1)];
-		if (h->kind != KA_PG_TAIL) /* the head of the block holding idx */
-			return h->kind == KA_PG_FREE && h->order >= o ? h : NULL;
+		unsigned kind = kind_of(h);
+		if (kind != KA_PG_TAIL) /* the head of the block holding idx */
+			return kind == KA_PG_FREE && h->order >= o ? h : NULL;
 	}
 	return NULL;
 }
@@ -768,10 +780,11 @@ void ka_buddy_validate(void)
 		for (size_t i = 0; i < KA_CHUNK_PAGES;) {
 			struct ka_page *pg = &c->pages[i];
 			void *a = (void *)(c->base + (i << KA_PAGE_SHIFT));
-			CHECK(pg->kind != KA_PG_TAIL, "block does not start with a head page at", a);
-			size_t n = pg->kind == KA_PG_FREE ? (size_t)1 << pg->order : pg->npages;
+			unsigned kind = kind_of(pg);
+			CHECK(kind != KA_PG_TAIL, "block does not start with a head page at", a);
+			size_t n = kind == KA_PG_FREE ? (size_t)1 << pg->order : pg->npages;
 			CHECK(n >= 1 && i + n <= KA_CHUNK_PAGES, "block overruns its chunk at", a);
-			if (pg->kind == KA_PG_FREE) {
+			if (kind == KA_PG_FREE) {
 				CHECK((i & (n - 1)) == 0, "free block misaligned at", a);
 				CHECK(c->tags[i] == 0, "free block has a slab tag at", a);
 				bool clean = pg->flags & KA_PGF_CLEAN;
@@ -788,7 +801,7 @@ void ka_buddy_validate(void)
 			for (size_t j = 1; j < n; j++) {
 				CHECK(c->pages[i + j].kind == KA_PG_TAIL, "overlapping blocks at",
 				      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
-				if (pg->kind != KA_PG_SLAB)
+				if (kind != KA_PG_SLAB)
 					CHECK(c->tags[i + j] == 0, "stale slab tag at",
 					      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
 			}

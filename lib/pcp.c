@@ -194,7 +194,7 @@ void *ka_pcp_alloc(size_t npages, bool *zero)
 	ka_store_relaxed(&p->bytes, p->bytes - (npages << KA_PAGE_SHIFT));
 	*zero = pg->flags & KA_PGF_CLEAN;
 	pg->flags = 0;
-	pg->kind = KA_PG_LARGE;
+	ka_store_relaxed(&pg->kind, KA_PG_LARGE); /* read by the buddy's merges (buddy.c, kind_of) */
 	return ka_page_addr(pg);
 }
 
@@ -212,7 +212,7 @@ bool ka_pcp_free(struct ka_page *pg)
 		size_t low = high - high / 4;
 		drain(p, low > bytes ? low - bytes : 0, i);
 	}
-	pg->kind = KA_PG_PCP;
+	ka_store_relaxed(&pg->kind, KA_PG_PCP);
 	pg->flags = 0;
 	ka_list_add(&p->lists[i], &pg->free.node);
 	p->count[i]++;
