@@ -239,6 +239,7 @@ KA_EXPORT int KA_API(malloc_trim)(size_t pad)
 	(void)pad;
 	ka_init();
 	ka_tcache_trim();
+	ka_pcp_drain();
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
 		ka_cache_shrink(&ka_kmalloc[c], true);
 	ka_large_purge(true);
@@ -265,7 +266,7 @@ KA_EXPORT struct mallinfo2 mallinfo2(void)
 	mi.hblkhd = t.huge_used;
 	mi.uordblks = ka_totals_in_use(&t) - t.huge_used; /* in use, outside mappings */
 	mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
-	mi.fsmblks = t.tcache;               /* "fastbin" bytes: the thread caches */
+	mi.fsmblks = t.tcache + t.pcp;       /* "fastbin" bytes: thread caches and page lists */
 	mi.usmblks = t.peak_mapped;
 	mi.keepcost = t.buddy_free - t.buddy_clean; /* free and resident: what trim would give back */
 	return mi;

@@ -30,6 +30,17 @@
  *     from its own type, then a whole chunk, then a new chunk, and only when
  *     the OS refuses one from the other type (the block stays in its
  *     chunk's type).
+ *
+ * No system call is made with zone.lock held, nor from the entry points
+ * that slab.c calls with a cache lock held (ka_buddy_alloc_held,
+ * ka_buddy_free): a new chunk is mapped before the lock is taken and added
+ * under it (grow); blocks being purged are off the free lists, on
+ * zone.purging, while madvise runs with the lock dropped; a wholly free
+ * clean chunk is taken off the chunk list under the lock and unmapped after
+ * it is dropped (put back if the OS layer keeps it). Purging by age runs
+ * from the entry points whose callers hold no lock, and from
+ * ka_buddy_maybe_purge, which callers that freed under their own lock call
+ * once they dropped it.
  */
 #include <string.h>
 
@@ -42,6 +53,8 @@ static struct {
 	struct ka_list chunks; /* chunks kalloc holds */
 	struct ka_list spare;  /* metadata of unmapped chunks, for reuse */
 	size_t nr_chunks, managed_pages, free_pages, clean_pages;
+	/* Written under the lock with relaxed stores, read without it by
+	 * ka_buddy_maybe_purge to decide whether to take it. */
 	size_t nr_purgeable;   /* dirty free blocks of order >= KA_PURGE_MIN_ORDER */
 	uint64_t next_purge;   /* no purgeable block expires before this (ms) */
 	size_t purged_bytes, unmapped_chunks;
@@ -91,10 +104,10 @@ static void area_add(struct ka_page *pg, unsigned order, bool clean, uint64_t fr
 	if (clean)
 		zone.clean_pages += (size_t)1 << order;
 	if (purgeable(order, clean)) {
-		zone.nr_purgeable++;
+		ka_store_relaxed(&zone.nr_purgeable, zone.nr_purgeable + 1);
 		uint64_t due = freed_ms + ka_opt.purge_delay_ms;
 		if (due < zone.next_purge)
-			zone.next_purge = due;
+			ka_store_relaxed(&zone.next_purge, due);
 	}
 }
 
@@ -108,8 +121,19 @@ static void area_del(struct ka_page *pg)
 	if (clean)
 		zone.clean_pages -= (size_t)1 << order;
 	if (purgeable(order, clean))
-		zone.nr_purgeable--;
+		ka_store_relaxed(&zone.nr_purgeable, zone.nr_purgeable - 1);
 	pg->kind = KA_PG_TAIL;
+}
+
+/*
+ * The kind of a block head that may not be the caller's: a block in a
+ * thread's page list flips between KA_PG_PCP and KA_PG_LARGE without the
+ * zone lock (pcp.c), so such heads are read with a relaxed load. Both
+ * values mean "not free", which is all the merge and the lookups ask.
+ */
+static unsigned kind_of(const struct ka_page *pg)
+{
+	return ka_load_relaxed(&pg->kind);
 }
 
 /* Merge a block with its free buddies, then put the result on its list. */
@@ -122,7 +146,7 @@ static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean
 	while (order < KA_MAX_ORDER) {
 		size_t bidx = idx ^ ((size_t)1 << order);
 		struct ka_page *b = &c->pages[bidx];
-		if (b->kind != KA_PG_FREE || b->order != order)
+		if (kind_of(b) != KA_PG_FREE || b->order != order)
 			break;
 		clean = clean && (b->flags & KA_PGF_CLEAN);
 		area_del(b);
@@ -147,20 +171,26 @@ static void free_range(struct ka_chunk *c, size_t idx, size_t n, bool clean, uin
 	}
 }
 
+/*
+ * Map a new chunk and add it to the free lists. Called with zone.lock not
+ * held (the mmap, the metadata and the map leaf are made without it); takes
+ * it to add the chunk. False if the OS refused.
+ */
 static bool grow(void)
 {
 	int source;
 	void *base = ka_os_map_aligned(KA_CHUNK_SIZE, KA_CHUNK_SIZE, &source);
 	if (!base)
 		return false;
-	struct ka_chunk *c;
-	if (!ka_list_empty(&zone.spare)) {
-		c = ka_container_of(zone.spare.next, struct ka_chunk, node);
-		ka_list_del(&c->node);
+	ka_lock(&zone.lock);
+	zone_ready();
+	struct ka_list *e = ka_list_pop(&zone.spare);
+	ka_unlock(&zone.lock);
+	struct ka_chunk *c = e ? ka_container_of(e, struct ka_chunk, node) : NULL;
+	if (c)
 		memset(c, 0, sizeof *c);
-	} else {
+	else
 		c = ka_meta_alloc(sizeof *c, KA_CHUNK_META_ALIGN);
-	}
 	bool kept;
 	if (!c) {
 		ka_os_unmap(base, KA_CHUNK_SIZE, source, &kept);
@@ -168,47 +198,81 @@ static bool grow(void)
 	}
 	c->base = (uintptr_t)base;
 	c->source = (uint8_t)source;
-	if (ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c)) != 0) {
+	bool mapped = ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c)) == 0;
+	if (!mapped) {
 		ka_map_set(c->base, KA_CHUNK_SIZE, 0);
-		ka_list_add(&zone.spare, &c->node);
 		ka_os_unmap(base, KA_CHUNK_SIZE, source, &kept);
-		return false;
 	}
-	ka_list_add(&zone.chunks, &c->node);
-	zone.nr_chunks++;
-	zone.managed_pages += KA_CHUNK_PAGES;
-	area_add(&c->pages[0], KA_MAX_ORDER, true, 0);
-	return true;
+	ka_lock(&zone.lock);
+	if (mapped) {
+		ka_list_add(&zone.chunks, &c->node);
+		zone.nr_chunks++;
+		zone.managed_pages += KA_CHUNK_PAGES;
+		area_add(&c->pages[0], KA_MAX_ORDER, true, 0);
+	} else {
+		ka_list_add(&zone.spare, &c->node);
+	}
+	ka_unlock(&zone.lock);
+	return mapped;
 }
 
-/* A wholly free, clean chunk: give its address range back to the OS. */
-static void release_chunk(struct ka_page *pg)
+/*
+ * A wholly free, clean chunk: off the free lists and the chunk list, onto
+ * `out` (linked by its node), to be unmapped once zone.lock is dropped.
+ * Its page 0 stays KA_PG_TAIL meanwhile, so nothing takes or frees it.
+ */
+static void detach_chunk(struct ka_page *pg, struct ka_list *out)
 {
 	struct ka_chunk *c = ka_page_chunk(pg);
 	area_del(pg);
-	ka_map_set(c->base, KA_CHUNK_SIZE, 0);
-	bool kept;
-	if (ka_os_unmap((void *)c->base, KA_CHUNK_SIZE, c->source, &kept) != 0 || kept) {
-		/* Still ours (a brk piece not at the top): keep managing it. */
-		ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c));
-		area_add(pg, KA_MAX_ORDER, true, 0);
-		return;
-	}
 	ka_list_del(&c->node);
-	ka_list_add(&zone.spare, &c->node);
+	ka_list_add(out, &c->node);
 	zone.nr_chunks--;
 	zone.managed_pages -= KA_CHUNK_PAGES;
-	zone.unmapped_chunks++;
+}
+
+/*
+ * Give the chunks on `out` back to the OS; zone.lock not held. A chunk the
+ * OS layer keeps (a brk piece not at the top) is managed again. In a fork
+ * child, a chunk another thread was releasing is forgotten: its map entries
+ * are cleared and it is not resident, so the child loses address space
+ * only.
+ */
+static void release_chunks(struct ka_list *out)
+{
+	while (!ka_list_empty(out)) {
+		struct ka_chunk *c = ka_container_of(out->next, struct ka_chunk, node);
+		ka_list_del(&c->node);
+		ka_map_set(c->base, KA_CHUNK_SIZE, 0);
+		bool kept;
+		bool gone = ka_os_unmap((void *)c->base, KA_CHUNK_SIZE, c->source, &kept) == 0 && !kept;
+		if (!gone)
+			ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c));
+		ka_lock(&zone.lock);
+		if (gone) {
+			ka_list_add(&zone.spare, &c->node);
+			zone.unmapped_chunks++;
+		} else {
+			ka_list_add(&zone.chunks, &c->node);
+			zone.nr_chunks++;
+			zone.managed_pages += KA_CHUNK_PAGES;
+			area_add(&c->pages[0], KA_MAX_ORDER, true, 0);
+		}
+		ka_unlock(&zone.lock);
+	}
 }
 
 /*
  * Purge dirty free blocks: all of them, or those older than the delay. The
- * blocks are taken off the free lists (so nobody merges with them) and the
- * lock is dropped around madvise, which can take a while for big blocks.
+ * blocks are taken off the free lists (so nobody merges with them or takes
+ * them) and the lock is dropped around madvise; wholly free chunks that
+ * result are unmapped after it is dropped again. Called with zone.lock held
+ * and no other lock; returns with zone.lock not held.
  */
-static size_t purge_locked(bool all, uint64_t now)
+static size_t purge_unlock(bool all, uint64_t now)
 {
 	size_t total = 0;
+	struct ka_list out = {&out, &out};
 	unsigned n;
 	do {
 		struct ka_page *batch[PURGE_BATCH];
@@ -236,32 +300,54 @@ static size_t purge_locked(bool all, uint64_t now)
 				}
 			}
 		}
-		zone.next_purge = next;
-		pthread_mutex_unlock(&zone.lock);
+		ka_store_relaxed(&zone.next_purge, next);
+		ka_unlock(&zone.lock);
 		for (unsigned i = 0; i < n; i++) {
 			size_t bytes = KA_PAGE_SIZE << batch[i]->order;
 			if (ka_os_purge(ka_page_addr(batch[i]), bytes) == 0)
 				total += bytes;
 		}
-		pthread_mutex_lock(&zone.lock);
+		ka_lock(&zone.lock);
 		for (unsigned i = 0; i < n; i++) {
 			ka_list_del(&batch[i]->free.node);
 			struct ka_page *pg = free_block(batch[i], batch[i]->order, true, now);
 			if (pg->order == KA_MAX_ORDER && (pg->flags & KA_PGF_CLEAN))
-				release_chunk(pg);
+				detach_chunk(pg, &out);
 		}
 	} while (n == PURGE_BATCH);
 	zone.purged_bytes += total;
+	ka_unlock(&zone.lock);
+	release_chunks(&out);
 	return total;
 }
 
-static void maybe_purge(void)
+/* Is anything due for purging? Racy reads: a stale answer only moves the
+ * purge to a later call. */
+static bool purge_due(uint64_t *now)
 {
-	if (zone.nr_purgeable == 0)
+	if (ka_load_relaxed(&zone.nr_purgeable) == 0)
+		return false;
+	*now = ka_os_now_ms();
+	return *now >= ka_load_relaxed(&zone.next_purge);
+}
+
+/* Drop zone.lock, purging by age first if anything is due. */
+static void unlock_maybe_purge(void)
+{
+	uint64_t now;
+	if (purge_due(&now))
+		purge_unlock(false, now);
+	else
+		ka_unlock(&zone.lock);
+}
+
+void ka_buddy_maybe_purge(void)
+{
+	uint64_t now;
+	if (!purge_due(&now))
 		return;
-	uint64_t now = ka_os_now_ms();
-	if (now >= zone.next_purge)
-		purge_locked(false, now);
+	ka_lock(&zone.lock);
+	purge_unlock(false, now);
 }
 
 /* Split the free block pg of order o down to `order`, the rest freed. */
@@ -320,12 +406,23 @@ static struct ka_page *steal(unsigned order, unsigned t)
 	return NULL;
 }
 
-static struct ka_page *take_or_grow(unsigned order, unsigned t)
+/*
+ * take(), else (if may_grow: the caller holds no lock but zone.lock) map a
+ * chunk with zone.lock dropped and take again, else steal. Another thread
+ * may take the new chunk first: a few rounds, then steal. zone.lock held.
+ */
+static struct ka_page *take_or_grow(unsigned order, unsigned t, bool may_grow)
 {
 	zone_ready();
 	struct ka_page *pg = take(order, t);
-	if (!pg && grow())
+	for (int round = 0; !pg && may_grow && round < 4; round++) {
+		ka_unlock(&zone.lock);
+		bool grown = grow();
+		ka_lock(&zone.lock);
+		if (!grown)
+			break;
 		pg = take(order, t);
+	}
 	return pg ? pg : steal(order, t);
 }
 
@@ -339,23 +436,45 @@ static unsigned type_of(unsigned kind, size_t npages)
 	return kind == KA_PG_SLAB ? KA_MT_SLAB : npages > KA_BIG_PAGES ? KA_MT_BIG : KA_MT_LARGE;
 }
 
+/* Hand out the block pg took for a request of `kind`; zone.lock held. */
+static void *hand_out(struct ka_page *pg, unsigned kind, bool *zero)
+{
+	*zero = pg->flags & KA_PGF_CLEAN;
+	pg->kind = (uint8_t)kind;
+	pg->flags = 0;
+	pg->npages = 1u << pg->order;
+	return ka_page_addr(pg);
+}
+
 void *ka_buddy_alloc(unsigned order, unsigned kind, bool *zero)
 {
 	if (order > KA_MAX_ORDER)
 		return NULL;
-	pthread_mutex_lock(&zone.lock);
-	struct ka_page *pg = take_or_grow(order, type_of(kind, (size_t)1 << order));
-	void *addr = NULL;
-	if (pg) {
-		*zero = pg->flags & KA_PGF_CLEAN;
-		pg->kind = (uint8_t)kind;
-		pg->flags = 0;
-		pg->npages = 1u << order;
-		addr = ka_page_addr(pg);
-	}
-	maybe_purge();
-	pthread_mutex_unlock(&zone.lock);
+	ka_lock(&zone.lock);
+	struct ka_page *pg = take_or_grow(order, type_of(kind, (size_t)1 << order), true);
+	void *addr = pg ? hand_out(pg, kind, zero) : NULL;
+	unlock_maybe_purge();
 	return addr;
+}
+
+void *ka_buddy_alloc_held(unsigned order, unsigned kind, bool *zero, bool steal_other)
+{
+	if (order > KA_MAX_ORDER)
+		return NULL;
+	ka_lock(&zone.lock);
+	zone_ready();
+	unsigned t = type_of(kind, (size_t)1 << order);
+	struct ka_page *pg = take(order, t);
+	if (!pg && steal_other)
+		pg = steal(order, t);
+	void *addr = pg ? hand_out(pg, kind, zero) : NULL;
+	ka_unlock(&zone.lock);
+	return addr;
+}
+
+bool ka_buddy_grow(void)
+{
+	return grow();
 }
 
 static unsigned order_for(size_t npages)
@@ -368,8 +487,9 @@ static struct ka_page *free_block_at(struct ka_chunk *c, size_t idx)
 {
 	for (unsigned o = 0; o < KA_NR_ORDERS; o++) {
 		struct ka_page *h = &c->pages[idx & ~(((size_t)1 << o) - 1)];
-		if (h->kind != KA_PG_TAIL) /* the head of the block holding idx */
-			return h->kind == KA_PG_FREE && h->order >= o ? h : NULL;
+		unsigned kind = kind_of(h);
+		if (kind != KA_PG_TAIL) /* the head of the block holding idx */
+			return kind == KA_PG_FREE && h->order >= o ? h : NULL;
 	}
 	return NULL;
 }
@@ -440,12 +560,15 @@ static struct ka_page *take_run(size_t npages, size_t align, unsigned order, uns
 	return NULL;
 }
 
-void *ka_buddy_alloc_pages(size_t npages, size_t align, unsigned kind, bool *zero)
+static bool pages_args_ok(size_t npages, size_t align)
 {
-	if (npages == 0 || npages > KA_CHUNK_PAGES || (align & (align - 1)) || align > npages * 2)
-		return NULL;
+	return npages && npages <= KA_CHUNK_PAGES && !(align & (align - 1)) && align <= npages * 2;
+}
+
+/* ka_buddy_alloc_pages with zone.lock held (dropped and taken again to grow). */
+static void *alloc_pages_locked(size_t npages, size_t align, unsigned kind, bool *zero)
+{
 	unsigned order = order_for(npages), t = type_of(kind, npages);
-	pthread_mutex_lock(&zone.lock);
 	zone_ready();
 	bool clean = false;
 	/* A block of exactly npages, else a run that fits, else a split. */
@@ -457,7 +580,7 @@ void *ka_buddy_alloc_pages(size_t npages, size_t align, unsigned kind, bool *zer
 	} else {
 		pg = take_run(npages, align, order, t, &clean);
 	}
-	if (!pg && (pg = take_or_grow(order, t))) {
+	if (!pg && (pg = take_or_grow(order, t, true))) {
 		clean = pg->flags & KA_PGF_CLEAN;
 		struct ka_chunk *c = ka_page_chunk(pg);
 		size_t idx = (size_t)(pg - c->pages);
@@ -474,9 +597,29 @@ void *ka_buddy_alloc_pages(size_t npages, size_t align, unsigned kind, bool *zer
 		pg->npages = (uint32_t)npages;
 		addr = ka_page_addr(pg);
 	}
-	maybe_purge();
-	pthread_mutex_unlock(&zone.lock);
 	return addr;
+}
+
+void *ka_buddy_alloc_pages(size_t npages, size_t align, unsigned kind, bool *zero)
+{
+	if (!pages_args_ok(npages, align))
+		return NULL;
+	ka_lock(&zone.lock);
+	void *addr = alloc_pages_locked(npages, align, kind, zero);
+	unlock_maybe_purge();
+	return addr;
+}
+
+unsigned ka_buddy_alloc_pages_batch(size_t npages, unsigned kind, void **out, bool *zero, unsigned n)
+{
+	if (!pages_args_ok(npages, 1))
+		return 0;
+	unsigned got = 0;
+	ka_lock(&zone.lock);
+	while (got < n && (out[got] = alloc_pages_locked(npages, 1, kind, &zero[got])))
+		got++;
+	unlock_maybe_purge();
+	return got;
 }
 
 static struct ka_page *used_head(void *addr, const char *func)
@@ -493,10 +636,16 @@ void ka_buddy_free(void *addr, unsigned order)
 	struct ka_page *pg = used_head(addr, "ka_buddy_free");
 	if (pg->order != order || pg->npages != 1u << order)
 		ka_fatal("ka_buddy_free", "order does not match the block at", addr, "buddy");
-	pthread_mutex_lock(&zone.lock);
+	/* No purge here: slab.c calls this with its cache lock held. */
+	ka_lock(&zone.lock);
 	free_block(pg, order, false, ka_os_now_ms());
-	maybe_purge();
-	pthread_mutex_unlock(&zone.lock);
+	ka_unlock(&zone.lock);
+}
+
+static void free_pages_locked(struct ka_page *pg, uint64_t now)
+{
+	struct ka_chunk *c = ka_page_chunk(pg);
+	free_range(c, (size_t)(pg - c->pages), pg->npages, false, now);
 }
 
 void ka_buddy_free_pages(void *addr, size_t npages)
@@ -504,11 +653,21 @@ void ka_buddy_free_pages(void *addr, size_t npages)
 	struct ka_page *pg = used_head(addr, "ka_buddy_free_pages");
 	if (pg->npages != npages)
 		ka_fatal("ka_buddy_free_pages", "size does not match the block at", addr, "buddy");
-	pthread_mutex_lock(&zone.lock);
-	struct ka_chunk *c = ka_page_chunk(pg);
-	free_range(c, (size_t)(pg - c->pages), npages, false, ka_os_now_ms());
-	maybe_purge();
-	pthread_mutex_unlock(&zone.lock);
+	ka_lock(&zone.lock);
+	free_pages_locked(pg, ka_os_now_ms());
+	unlock_maybe_purge();
+}
+
+void ka_buddy_free_pages_batch(void **addrs, unsigned n)
+{
+	struct ka_page *pgs[n ? n : 1];
+	for (unsigned i = 0; i < n; i++)
+		pgs[i] = used_head(addrs[i], "ka_buddy_free_pages");
+	uint64_t now = ka_os_now_ms();
+	ka_lock(&zone.lock);
+	for (unsigned i = 0; i < n; i++)
+		free_pages_locked(pgs[i], now);
+	unlock_maybe_purge();
 }
 
 
@@ -518,10 +677,10 @@ int ka_buddy_free_order(const void *p)
 	if (!pg)
 		return -1;
 	struct ka_chunk *c = ka_page_chunk(pg);
-	pthread_mutex_lock(&zone.lock);
+	ka_lock(&zone.lock);
 	struct ka_page *h = free_block_at(c, (size_t)(pg - c->pages));
 	int order = h ? h->order : -1;
-	pthread_mutex_unlock(&zone.lock);
+	ka_unlock(&zone.lock);
 	return order;
 }
 
@@ -532,14 +691,14 @@ bool ka_buddy_grow_pages(void *addr, size_t old_npages, size_t new_npages)
 	size_t idx = (size_t)(pg - c->pages), s = idx + old_npages, e = idx + new_npages;
 	if (new_npages <= old_npages || e > KA_CHUNK_PAGES)
 		return false;
-	pthread_mutex_lock(&zone.lock);
+	ka_lock(&zone.lock);
 	bool ok = free_run_end(c, s, e - s) >= e;
 	if (ok) {
 		carve(c, s, e);
 		pg->npages = (uint32_t)new_npages;
 		pg->order = (uint8_t)order_for(new_npages);
 	}
-	pthread_mutex_unlock(&zone.lock);
+	ka_unlock(&zone.lock);
 	return ok;
 }
 
@@ -549,32 +708,30 @@ void ka_buddy_shrink_pages(void *addr, size_t old_npages, size_t new_npages)
 	if (new_npages == 0 || new_npages >= old_npages || pg->npages != old_npages)
 		return;
 	struct ka_chunk *c = ka_page_chunk(pg);
-	pthread_mutex_lock(&zone.lock);
+	ka_lock(&zone.lock);
 	free_range(c, (size_t)(pg - c->pages) + new_npages, old_npages - new_npages, false,
 		   ka_os_now_ms());
 	pg->npages = (uint32_t)new_npages;
 	pg->order = (uint8_t)order_for(new_npages);
-	pthread_mutex_unlock(&zone.lock);
+	ka_unlock(&zone.lock);
 }
 
 size_t ka_buddy_purge(bool all)
 {
-	pthread_mutex_lock(&zone.lock);
+	ka_lock(&zone.lock);
 	zone_ready();
-	size_t n = purge_locked(all, ka_os_now_ms());
-	pthread_mutex_unlock(&zone.lock);
-	return n;
+	return purge_unlock(all, ka_os_now_ms());
 }
 
 void ka_buddy_info(size_t counts[KA_NR_ORDERS])
 {
-	pthread_mutex_lock(&zone.lock);
+	ka_lock(&zone.lock);
 	for (int o = 0; o < KA_NR_ORDERS; o++) {
 		counts[o] = 0;
 		for (int t = 0; t < KA_NR_MT; t++)
 			counts[o] += zone.area[o].nr[t][0] + zone.area[o].nr[t][1];
 	}
-	pthread_mutex_unlock(&zone.lock);
+	ka_unlock(&zone.lock);
 }
 
 void ka_buddy_print(int fd)
@@ -594,14 +751,14 @@ void ka_buddy_print(int fd)
 
 void ka_buddy_stats(struct ka_buddy_stats *st)
 {
-	pthread_mutex_lock(&zone.lock);
+	ka_lock(&zone.lock);
 	st->managed_pages = zone.managed_pages;
 	st->free_pages = zone.free_pages;
 	st->clean_pages = zone.clean_pages;
 	st->nr_chunks = zone.nr_chunks;
 	st->purged_bytes = zone.purged_bytes;
 	st->unmapped_chunks = zone.unmapped_chunks;
-	pthread_mutex_unlock(&zone.lock);
+	ka_unlock(&zone.lock);
 }
 
 #define CHECK(c, what, addr)                                        \
@@ -612,7 +769,7 @@ void ka_buddy_stats(struct ka_buddy_stats *st)
 
 void ka_buddy_validate(void)
 {
-	pthread_mutex_lock(&zone.lock);
+	ka_lock(&zone.lock);
 	zone_ready();
 	size_t nr[KA_NR_ORDERS][KA_NR_MT][2] = {{{0}}}, free_pages = 0, clean_pages = 0, chunks = 0;
 	for (struct ka_list *l = zone.chunks.next; l != &zone.chunks; l = l->next) {
@@ -623,10 +780,11 @@ void ka_buddy_validate(void)
 		for (size_t i = 0; i < KA_CHUNK_PAGES;) {
 			struct ka_page *pg = &c->pages[i];
 			void *a = (void *)(c->base + (i << KA_PAGE_SHIFT));
-			CHECK(pg->kind != KA_PG_TAIL, "block does not start with a head page at", a);
-			size_t n = pg->kind == KA_PG_FREE ? (size_t)1 << pg->order : pg->npages;
+			unsigned kind = kind_of(pg);
+			CHECK(kind != KA_PG_TAIL, "block does not start with a head page at", a);
+			size_t n = kind == KA_PG_FREE ? (size_t)1 << pg->order : pg->npages;
 			CHECK(n >= 1 && i + n <= KA_CHUNK_PAGES, "block overruns its chunk at", a);
-			if (pg->kind == KA_PG_FREE) {
+			if (kind == KA_PG_FREE) {
 				CHECK((i & (n - 1)) == 0, "free block misaligned at", a);
 				CHECK(c->tags[i] == 0, "free block has a slab tag at", a);
 				bool clean = pg->flags & KA_PGF_CLEAN;
@@ -643,7 +801,7 @@ void ka_buddy_validate(void)
 			for (size_t j = 1; j < n; j++) {
 				CHECK(c->pages[i + j].kind == KA_PG_TAIL, "overlapping blocks at",
 				      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
-				if (pg->kind != KA_PG_SLAB)
+				if (kind != KA_PG_SLAB)
 					CHECK(c->tags[i + j] == 0, "stale slab tag at",
 					      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
 			}
@@ -672,7 +830,7 @@ void ka_buddy_validate(void)
 					nr_purgeable += k;
 			}
 	CHECK(nr_purgeable == zone.nr_purgeable, "purgeable count mismatch", NULL);
-	pthread_mutex_unlock(&zone.lock);
+	ka_unlock(&zone.lock);
 }
 
 void ka_buddy_prefork(void) { pthread_mutex_lock(&zone.lock); }

@@ -11,11 +11,14 @@
  * malloc, which is then served normally.
  *
  * Lock order (every path that holds two takes them in this order; the fork
- * handlers take all of them in it, so the child finds them consistent):
+ * handlers take all of them in it, so the child finds them consistent).
+ * No system call on memory is made with a cache lock, the zone lock or the
+ * huge lock held (internal.h, ka_lock; os.c checks it):
  */
 enum ka_lock_order {
 	KA_LOCK_PUBLISH, /* stats.c: the published counters (it reads all below) */
 	KA_LOCK_TCACHES, /* tcache.c: the list of thread caches */
+	KA_LOCK_PCP,     /* pcp.c: the list of page lists (nothing is taken under it) */
 	KA_LOCK_CACHES,  /* slab.c: the list of caches, then each cache's lock in list order */
 	KA_LOCK_HUGE,    /* large.c: dedicated mappings */
 	KA_LOCK_ZONE,    /* buddy.c: free areas and chunks */
@@ -47,6 +50,7 @@ static const struct {
 } locks[KA_NR_LOCKS] = {
 	[KA_LOCK_PUBLISH] = {"publish", ka_stats_prefork, ka_stats_postfork},
 	[KA_LOCK_TCACHES] = {"tcaches", ka_tcache_prefork, ka_tcache_postfork},
+	[KA_LOCK_PCP] = {"pcp", ka_pcp_prefork, ka_pcp_postfork},
 	[KA_LOCK_CACHES] = {"caches", ka_slab_prefork, ka_slab_postfork},
 	[KA_LOCK_HUGE] = {"huge", ka_large_prefork, ka_large_postfork},
 	[KA_LOCK_ZONE] = {"zone", ka_buddy_prefork, ka_buddy_postfork},
@@ -85,6 +89,7 @@ static void prefork(void)
 	ka_init();
 	take(KA_LOCK_PUBLISH);
 	take(KA_LOCK_TCACHES);
+	take(KA_LOCK_PCP);
 	take(KA_LOCK_CACHES);
 	take(KA_LOCK_HUGE);
 	take(KA_LOCK_ZONE);
@@ -130,6 +135,7 @@ void ka_init_slow(void)
 	ka_sizeclass_init();
 	ka_slab_init();
 	ka_tcache_init();
+	ka_pcp_init();
 	__atomic_store_n(&ka_ready, true, __ATOMIC_RELEASE);
 	pthread_atfork(prefork, postfork_parent, postfork_child);
 	pthread_mutex_unlock(&init_lock);

@@ -28,6 +28,15 @@ KA_INLINE void ka_list_del(struct ka_list *n)
 }
 #define ka_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+/* Take the first node off a list; NULL if it is empty. */
+KA_INLINE struct ka_list *ka_list_pop(struct ka_list *head)
+{
+	struct ka_list *n = head->next;
+	if (n == head)
+		return NULL;
+	ka_list_del(n);
+	return n;
+}
 
 /*
  * Cache locks are held for short batches: an adaptive mutex spins a little
@@ -40,6 +49,27 @@ KA_INLINE void ka_lock_init(pthread_mutex_t *l)
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
 	pthread_mutex_init(l, &a);
 	pthread_mutexattr_destroy(&a);
+}
+
+/*
+ * The locks no system call may be made under (each cache's lock, the zone
+ * lock, the huge lock; DESIGN.md decision 5) are taken with ka_lock and
+ * dropped with ka_unlock, which keep a count per thread; os.c checks that
+ * it is zero before every mmap, munmap, mremap, madvise and brk when the
+ * check is on (ka_os_check_locks). The OS layer's, the map's and the
+ * metadata allocator's own locks serialise those calls and are not
+ * counted. The fork handlers take and reset locks directly, uncounted.
+ */
+extern __thread unsigned ka_locks_held;
+KA_INLINE void ka_lock(pthread_mutex_t *l)
+{
+	pthread_mutex_lock(l);
+	ka_locks_held++;
+}
+KA_INLINE void ka_unlock(pthread_mutex_t *l)
+{
+	ka_locks_held--;
+	pthread_mutex_unlock(l);
 }
 
 /* After fork: the parent unlocks what prefork took; the child starts it anew. */
@@ -168,6 +198,13 @@ KA_INLINE uintptr_t ka_map_chunk_entry(const struct ka_chunk *c)
 
 /* Set the entry of every granule that [base, base+size) touches. 0 or ENOMEM. */
 int ka_map_set(uintptr_t base, size_t size, uintptr_t entry);
+/*
+ * Clear the entries of the granules [base, base+size) touches that still
+ * equal `entry`: for a range just given back to the OS, which another
+ * thread may have mapped and entered already (no lock is held across the
+ * system call). 0 or EINVAL.
+ */
+int ka_map_clear(uintptr_t base, size_t size, uintptr_t entry);
 void ka_map_prefork(void);
 void ka_map_postfork(bool child);
 
@@ -195,7 +232,8 @@ KA_INLINE uint32_t *ka_page_tag(const struct ka_page *pg)
  * NULL when the OS refuses memory.
  */
 void *ka_buddy_alloc(unsigned order, unsigned kind, bool *zero);
-/* Free a block from ka_buddy_alloc: merges with free buddies. */
+/* Free a block from ka_buddy_alloc: merges with free buddies. Never purges
+ * (callers may hold a lock): see ka_buddy_maybe_purge. */
 void ka_buddy_free(void *addr, unsigned order);
 /*
  * Allocate exactly npages (<= KA_CHUNK_PAGES) pages starting at a multiple
@@ -205,6 +243,21 @@ void ka_buddy_free(void *addr, unsigned order);
  */
 void *ka_buddy_alloc_pages(size_t npages, size_t align_pages, unsigned kind, bool *zero);
 void ka_buddy_free_pages(void *addr, size_t npages);
+/* n blocks of npages pages (align 1) under one lock: how many were got; zero[i] as *zero. */
+unsigned ka_buddy_alloc_pages_batch(size_t npages, unsigned kind, void **out, bool *zero, unsigned n);
+/* ka_buddy_free_pages of n blocks (each of its head's npages) under one lock. */
+void ka_buddy_free_pages_batch(void **addrs, unsigned n);
+/*
+ * For callers that hold a lock of their own (slab.c): ka_buddy_alloc from
+ * blocks the zone holds, never mapping; NULL when it must grow: the caller
+ * drops its lock, calls ka_buddy_grow (false: the OS refused) and tries
+ * again, with steal_other set if the zone could not grow (invariant 5).
+ */
+void *ka_buddy_alloc_held(unsigned order, unsigned kind, bool *zero, bool steal_other);
+bool ka_buddy_grow(void);
+/* Purge by age if anything is due; call with no lock held (after a
+ * ka_buddy_free made under one). Cheap when nothing is due. */
+void ka_buddy_maybe_purge(void);
 /* The order of the free block holding p, or -1 if p is not in one (tells a
  * double free from a wild pointer). */
 int ka_buddy_free_order(const void *p);
@@ -356,6 +409,7 @@ struct ka_totals {
 	size_t slab_bytes;  /* in slabs */
 	size_t slab_used;   /* objects out of the slabs, thread caches included */
 	size_t tcache;      /* objects in thread caches */
+	size_t pcp;         /* large blocks in per-thread page lists */
 	size_t large_used;  /* buddy pages handed out as large blocks */
 	size_t huge_used, huge_cached, nr_huge, nr_cached;
 	size_t buddy_free, buddy_clean;
@@ -399,6 +453,25 @@ struct ka_large_stats {
 void ka_large_stats(struct ka_large_stats *st);
 void ka_large_prefork(void);
 void ka_large_postfork(bool child);
+
+/* ---------------------------------------------------------------------- pcp.c */
+/*
+ * The calling thread's page lists (types.h, struct ka_pcp). ka_pcp_alloc:
+ * a block of npages (<= KA_PCP_MAX_PAGES) pages, its head KA_PG_LARGE, or
+ * NULL when the thread has no lists (exited, being set up, a budget too
+ * small) or the buddy has no memory: the caller goes to the buddy.
+ * ka_pcp_free: keep a block whose head is KA_PG_LARGE; false if not kept.
+ * Neither takes a lock unless it refills or drains.
+ */
+void *ka_pcp_alloc(size_t npages, bool *zero);
+bool ka_pcp_free(struct ka_page *pg);
+void ka_pcp_drain(void);       /* the calling thread's lists, all back to the buddy (trim) */
+void ka_pcp_thread_exit(void); /* drain and run without lists from now on */
+size_t ka_pcp_held_bytes(void); /* in all threads' lists */
+void ka_pcp_validate(void);    /* the calling thread's lists */
+void ka_pcp_init(void);
+void ka_pcp_prefork(void);
+void ka_pcp_postfork(bool child);
 
 /* --------------------------------------------------------------------- init.c */
 extern bool ka_ready;

@@ -5,7 +5,9 @@
  * needs (ka_buddy_alloc_pages gives the tail of the power-of-two block back
  * untouched, so a 36 KiB block keeps 9 pages, not 16); its head descriptor
  * is KA_PG_LARGE with npages. Realloc grows or shrinks it in place when the
- * pages after it are free.
+ * pages after it are free. Blocks of up to KA_PCP_MAX_PAGES pages go
+ * through the calling thread's page lists (pcp.c) first; a block sitting in
+ * one is KA_PG_PCP, so freeing it again is caught as a double free.
  *
  * Above that, a block is a dedicated mapping (struct ka_huge) starting on a
  * chunk boundary, known to the address map. A freed mapping is kept in a
@@ -13,7 +15,13 @@
  * for purge_delay_ms (checked on the slow paths), when the cache is over its
  * bounds, or on trim. Realloc uses mremap, in place when the kernel can.
  *
- * Lock order: huge_lock, then the buddy's, the map's, the OS layer's.
+ * No system call is made with huge_lock held: a mapping is taken off the
+ * cache (or a spare descriptor off the spare list) under the lock, mapped,
+ * remapped or unmapped with it dropped, and accounted under it again. A
+ * mapping in flight is on no list; a fork child forgets it (the parent's
+ * call that owned it does not exist in the child).
+ *
+ * Lock order: nothing is taken under huge_lock.
  */
 #include <string.h>
 
@@ -44,17 +52,30 @@ static void uncache(struct ka_huge *h)
 	cached_bytes -= h->map_size;
 }
 
-/* Unmap a mapping that is on no list; huge_lock held. */
+/* Unmap a mapping that is on no list; huge_lock not held. */
 static void unmap(struct ka_huge *h)
 {
 	ka_map_set(h->base, h->map_size, 0);
 	bool kept;
 	ka_os_unmap((void *)h->base, h->map_size, KA_SRC_MMAP, &kept);
-	h->state = KA_HUGE_FREE;
-	ka_list_add(&spare, &h->node);
 }
 
-static void trim_cache_locked(bool all, uint64_t now)
+/* Give a descriptor whose mapping is gone back to the spare list. */
+static void add_spare(struct ka_huge *h)
+{
+	ka_lock(&huge_lock);
+	h->state = KA_HUGE_FREE;
+	ka_list_add(&spare, &h->node);
+	ka_unlock(&huge_lock);
+}
+
+/*
+ * Move the mappings that are over the cache's bounds or older than the
+ * delay (all, if `all`) onto `out`; huge_lock held. They stay CACHED (a
+ * free of a stale pointer to one is still a double free) until
+ * unmap_list() has unmapped them.
+ */
+static void trim_cache_locked(bool all, uint64_t now, struct ka_list *out)
 {
 	while (!ka_list_empty(&cached)) {
 		struct ka_huge *old = ka_container_of(cached.prev, struct ka_huge, node);
@@ -62,7 +83,18 @@ static void trim_cache_locked(bool all, uint64_t now)
 		    now - old->freed_ms < ka_opt.purge_delay_ms)
 			break;
 		uncache(old);
-		unmap(old);
+		ka_list_add(out, &old->node);
+	}
+}
+
+/* Unmap what trim_cache_locked took out; huge_lock not held. */
+static void unmap_list(struct ka_list *out)
+{
+	while (!ka_list_empty(out)) {
+		struct ka_huge *h = ka_container_of(out->next, struct ka_huge, node);
+		ka_list_del(&h->node);
+		unmap(h);
+		add_spare(h);
 	}
 }
 
@@ -70,22 +102,26 @@ static void trim_cache_locked(bool all, uint64_t now)
  * Resize h's mapping to map_size with mremap: in place, or moved to a chunk
  * boundary by the kernel without copying. Its pages stay resident, so a
  * reused mapping costs no page faults for what it already had. False if
- * the kernel refused; huge_lock held.
+ * the kernel refused. h is the caller's alone (live, or taken off the
+ * cache): huge_lock not held.
  */
-static bool remap_locked(struct ka_huge *h, size_t map_size)
+static bool remap(struct ka_huge *h, size_t map_size)
 {
 	void *p = (void *)h->base;
+	uintptr_t entry = (uintptr_t)h | KA_MAP_HUGE;
 	void *np = map_size == h->map_size ? p : ka_os_remap(p, h->map_size, map_size, KA_CHUNK_SIZE);
+	/* What the kernel freed may be mapped by another thread already: clear
+	 * only what still says h. */
 	if (np && np != p) {
-		ka_map_set(h->base, h->map_size, 0);
-		ka_map_set((uintptr_t)np, map_size, (uintptr_t)h | KA_MAP_HUGE);
+		ka_map_clear(h->base, h->map_size, entry);
+		ka_map_set((uintptr_t)np, map_size, entry);
 	} else if (np && map_size > h->map_size) {
-		ka_map_set(h->base, map_size, (uintptr_t)h | KA_MAP_HUGE);
+		ka_map_set(h->base, map_size, entry);
 	} else if (np && map_size < h->map_size) {
 		/* Granules wholly past the new end are no longer ours. */
 		uintptr_t g = (h->base + map_size + KA_CHUNK_SIZE - 1) & ~(KA_CHUNK_SIZE - 1);
 		if (g < h->base + h->map_size)
-			ka_map_set(g, h->base + h->map_size - g, 0);
+			ka_map_clear(g, h->base + h->map_size - g, entry);
 	}
 	if (!np)
 		return false;
@@ -102,8 +138,10 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 	if (align < KA_CHUNK_SIZE)
 		align = KA_CHUNK_SIZE;
 	struct ka_huge *h = NULL;
-	pthread_mutex_lock(&huge_lock);
-	trim_cache_locked(false, ka_os_now_ms());
+	bool resize = false;
+	struct ka_list out = {&out, &out};
+	ka_lock(&huge_lock);
+	trim_cache_locked(false, ka_os_now_ms(), &out);
 	/* Reuse a cached mapping that fits without wasting more than a quarter;
 	 * else resize the newest one (its resident pages fault no more). */
 	for (struct ka_list *e = cached.next; e != &cached; e = e->next) {
@@ -114,24 +152,26 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 			break;
 		}
 	}
-	if (h) {
-		uncache(h);
-	} else if (!ka_list_empty(&cached) && align == KA_CHUNK_SIZE) {
+	if (!h && !ka_list_empty(&cached) && align == KA_CHUNK_SIZE) {
 		h = ka_container_of(cached.next, struct ka_huge, node);
-		uncache(h);
-		if (!remap_locked(h, map_size)) {
-			unmap(h);
-			h = NULL;
-		}
+		resize = true;
 	}
-	*zero = !h; /* a new mapping reads as zero */
-	if (!h) {
-		if (!ka_list_empty(&spare)) {
-			h = ka_container_of(spare.next, struct ka_huge, node);
-			ka_list_del(&h->node);
-		} else if (!(h = ka_meta_alloc(sizeof *h, 64))) {
-			goto fail;
-		}
+	struct ka_list *e;
+	if (h)
+		uncache(h);
+	else if ((e = ka_list_pop(&spare)))
+		h = ka_container_of(e, struct ka_huge, node);
+	bool reused = h && h->state == KA_HUGE_CACHED;
+	ka_unlock(&huge_lock);
+	unmap_list(&out);
+	if (resize && !remap(h, map_size)) {
+		unmap(h); /* h stays ours, as the descriptor of a new mapping */
+		reused = false;
+	}
+	*zero = !reused; /* a new mapping reads as zero */
+	if (!reused) {
+		if (!h && !(h = ka_meta_alloc(sizeof *h, 64)))
+			return NULL;
 		int source;
 		void *base = ka_os_map_region(map_size, align, &source);
 		if (!base || ka_map_set((uintptr_t)base, map_size, (uintptr_t)h | KA_MAP_HUGE) != 0) {
@@ -140,22 +180,20 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 				ka_map_set((uintptr_t)base, map_size, 0);
 				ka_os_unmap(base, map_size, KA_SRC_MMAP, &kept);
 			}
-			ka_list_add(&spare, &h->node);
-			goto fail;
+			add_spare(h);
+			return NULL;
 		}
 		h->base = (uintptr_t)base;
 		h->map_size = map_size;
 	}
+	ka_lock(&huge_lock);
 	ka_list_init(&h->node);
 	h->size = size;
 	h->state = KA_HUGE_LIVE;
 	live_bytes += h->map_size;
 	nr_live++;
-	pthread_mutex_unlock(&huge_lock);
+	ka_unlock(&huge_lock);
 	return (void *)h->base;
-fail:
-	pthread_mutex_unlock(&huge_lock);
-	return NULL;
 }
 
 void *ka_large_alloc(size_t size, size_t align, bool zero)
@@ -169,7 +207,9 @@ void *ka_large_alloc(size_t size, size_t align, bool zero)
 		size_t apages = align >> KA_PAGE_SHIFT;
 		/* Asking for apages pages at least keeps align <= the block's order. */
 		size_t want = npages < apages ? apages : npages;
-		p = ka_buddy_alloc_pages(want, apages ? apages : 1, KA_PG_LARGE, &is_zero);
+		p = apages <= 1 ? ka_pcp_alloc(npages, &is_zero) : NULL;
+		if (!p)
+			p = ka_buddy_alloc_pages(want, apages ? apages : 1, KA_PG_LARGE, &is_zero);
 		if (p && want > npages)
 			ka_buddy_shrink_pages(p, want, npages);
 		if (p)
@@ -185,9 +225,10 @@ void *ka_large_alloc(size_t size, size_t align, bool zero)
 static struct ka_page *large_head(void *p, const char *func)
 {
 	struct ka_page *pg = ka_map_page(p);
-	if (pg && ((uintptr_t)p & (KA_PAGE_SIZE - 1)) == 0 && pg->kind == KA_PG_LARGE)
+	bool head = pg && ((uintptr_t)p & (KA_PAGE_SIZE - 1)) == 0;
+	if (head && pg->kind == KA_PG_LARGE)
 		return pg;
-	if (pg && ka_buddy_free_order(p) >= 0)
+	if ((head && pg->kind == KA_PG_PCP) || (pg && ka_buddy_free_order(p) >= 0))
 		ka_fatal(func, "double free of", p, "large");
 	ka_fatal(func, "invalid pointer (not the start of a block)", p, pg ? "large" : NULL);
 }
@@ -208,10 +249,12 @@ void ka_large_free(void *p, const char *func)
 {
 	if (!(ka_map_entry((uintptr_t)p) & KA_MAP_HUGE)) {
 		struct ka_page *pg = large_head(p, func);
-		ka_buddy_free_pages(p, pg->npages);
+		if (!ka_pcp_free(pg))
+			ka_buddy_free_pages(p, pg->npages);
 		return;
 	}
-	pthread_mutex_lock(&huge_lock);
+	struct ka_list out = {&out, &out};
+	ka_lock(&huge_lock);
 	struct ka_huge *h = huge_head(p, func);
 	h->state = KA_HUGE_CACHED;
 	uint64_t now = ka_os_now_ms();
@@ -221,17 +264,18 @@ void ka_large_free(void *p, const char *func)
 	ka_list_add(&cached, &h->node);
 	nr_cached++;
 	cached_bytes += h->map_size;
-	trim_cache_locked(false, now);
-	pthread_mutex_unlock(&huge_lock);
+	trim_cache_locked(false, now, &out);
+	ka_unlock(&huge_lock);
+	unmap_list(&out);
 }
 
 size_t ka_large_usable(void *p, const char *func)
 {
 	if (!(ka_map_entry((uintptr_t)p) & KA_MAP_HUGE))
 		return (size_t)large_head(p, func)->npages << KA_PAGE_SHIFT;
-	pthread_mutex_lock(&huge_lock);
+	ka_lock(&huge_lock);
 	size_t n = huge_head(p, func)->map_size;
-	pthread_mutex_unlock(&huge_lock);
+	ka_unlock(&huge_lock);
 	return n;
 }
 
@@ -251,34 +295,39 @@ void *ka_large_resize(void *p, size_t size, const char *func)
 	}
 	if (size <= KA_LARGE_MAX)
 		return NULL;
-	pthread_mutex_lock(&huge_lock);
+	ka_lock(&huge_lock);
 	struct ka_huge *h = huge_head(p, func);
+	ka_unlock(&huge_lock);
+	/* h is live, the caller's: resized with the lock dropped. */
 	size_t old = h->map_size;
-	bool ok = remap_locked(h, page_round(size));
+	bool ok = remap(h, page_round(size));
 	if (ok) {
+		ka_lock(&huge_lock);
 		live_bytes += h->map_size;
 		live_bytes -= old;
 		h->size = size;
+		ka_unlock(&huge_lock);
 	}
-	pthread_mutex_unlock(&huge_lock);
 	return ok ? (void *)h->base : NULL;
 }
 
 void ka_large_purge(bool all)
 {
-	pthread_mutex_lock(&huge_lock);
-	trim_cache_locked(all, ka_os_now_ms());
-	pthread_mutex_unlock(&huge_lock);
+	struct ka_list out = {&out, &out};
+	ka_lock(&huge_lock);
+	trim_cache_locked(all, ka_os_now_ms(), &out);
+	ka_unlock(&huge_lock);
+	unmap_list(&out);
 }
 
 void ka_large_stats(struct ka_large_stats *st)
 {
-	pthread_mutex_lock(&huge_lock);
+	ka_lock(&huge_lock);
 	st->nr_huge = nr_live;
 	st->huge_bytes = live_bytes;
 	st->nr_cached = nr_cached;
 	st->cached_bytes = cached_bytes;
-	pthread_mutex_unlock(&huge_lock);
+	ka_unlock(&huge_lock);
 }
 
 void ka_large_prefork(void) { pthread_mutex_lock(&huge_lock); }

@@ -25,6 +25,19 @@ static size_t mapped_heap, mapped_meta, peak_heap, returned;
 
 void ka_os_set_fail_hook(bool (*hook)(void)) { fail_hook = hook; }
 
+__thread unsigned ka_locks_held;
+static bool check_locks = KA_DEBUG;
+
+void ka_os_check_locks(bool on) { __atomic_store_n(&check_locks, on, __ATOMIC_RELAXED); }
+
+/* Before every system call on memory: no counted lock may be held (os.h). */
+static void no_lock_held(const char *call)
+{
+	if (KA_UNLIKELY(ka_locks_held) && __atomic_load_n(&check_locks, __ATOMIC_RELAXED))
+		ka_fatal(call, "system call made with a kalloc lock held; locks held:",
+			 (void *)(uintptr_t)ka_locks_held, NULL);
+}
+
 void ka_os_counters(struct ka_os_counters *oc)
 {
 	oc->mapped_heap = __atomic_load_n(&mapped_heap, __ATOMIC_RELAXED);
@@ -64,6 +77,7 @@ static bool failing(void)
 
 static void *map_raw(size_t size, int flags)
 {
+	no_lock_held("mmap");
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
@@ -99,6 +113,7 @@ static void *map_aligned(size_t size, size_t align, int flags)
 static void *brk_grow(size_t size, size_t align)
 {
 	void *r = NULL;
+	no_lock_held("brk");
 	pthread_mutex_lock(&os_lock);
 	if (brk_failed)
 		goto out;
@@ -173,6 +188,7 @@ void *ka_os_reserve(size_t size)
 int ka_os_unmap(void *addr, size_t size, int source, bool *kept)
 {
 	*kept = false;
+	no_lock_held("munmap");
 	if (source == KA_SRC_BRK) {
 		int err = 0;
 		pthread_mutex_lock(&os_lock);
@@ -195,6 +211,7 @@ int ka_os_unmap(void *addr, size_t size, int source, bool *kept)
 
 int ka_os_purge(void *addr, size_t size)
 {
+	no_lock_held("madvise");
 	if (madvise(addr, size, MADV_DONTNEED) != 0)
 		return errno;
 	__atomic_fetch_add(&returned, size, __ATOMIC_RELAXED);
@@ -224,6 +241,7 @@ void *ka_os_remap(void *addr, size_t old_size, size_t new_size, size_t align)
 {
 	if (new_size > old_size && failing())
 		return NULL;
+	no_lock_held("mremap");
 	void *p = mremap(addr, old_size, new_size, 0);
 	if (p == MAP_FAILED) {
 		/* Move it to a fresh aligned range, reserved first, replaced by mremap. */

@@ -56,6 +56,13 @@ void *ka_os_remap(void *addr, size_t old_size, size_t new_size, size_t align);
 /* Milliseconds of CLOCK_MONOTONIC, for purge ages. */
 uint64_t ka_os_now_ms(void);
 
+/*
+ * Check that no counted lock (internal.h, ka_lock) is held by the calling
+ * thread at each system call of this layer; a breach is fatal. On in
+ * debug builds (KA_DEBUG), off otherwise unless a test turns it on.
+ */
+void ka_os_check_locks(bool on);
+
 /* Test hook: when set and returning true, the next map call fails (ENOMEM). */
 void ka_os_set_fail_hook(bool (*hook)(void));
 

@@ -62,6 +62,21 @@ int ka_map_set(uintptr_t base, size_t size, uintptr_t entry)
 	return err;
 }
 
+int ka_map_clear(uintptr_t base, size_t size, uintptr_t entry)
+{
+	if (size == 0 || base >= KA_ADDR_LIMIT || size > KA_ADDR_LIMIT - base)
+		return 22;
+	uintptr_t first = base >> KA_CHUNK_SHIFT, last = (base + size - 1) >> KA_CHUNK_SHIFT;
+	pthread_mutex_lock(&map_lock);
+	for (uintptr_t g = first; g <= last; g++) {
+		uintptr_t *e = &ka_map_root[g >> KA_MAP_LEAF_BITS]->entry[g & (KA_MAP_LEAF_SIZE - 1)];
+		if (ka_load_relaxed(e) == entry)
+			__atomic_store_n(e, 0, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&map_lock);
+	return 0;
+}
+
 void ka_map_prefork(void) { pthread_mutex_lock(&map_lock); }
 
 void ka_map_postfork(bool child)

@@ -92,12 +92,12 @@ static void set_owner(struct ka_cache *c, struct ka_slab *s, uint32_t owner)
 bool ka_slab_adopt(struct ka_slab *s, uint32_t from, uint32_t to)
 {
 	struct ka_cache *c = s->cache;
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	bool done = s->cache == c && ka_container_of(s, struct ka_page, slab)->kind == KA_PG_SLAB &&
 		    s->owner == from;
 	if (done)
 		set_owner(c, s, to);
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
 	return done;
 }
 
@@ -105,10 +105,18 @@ bool ka_slab_adopt(struct ka_slab *s, uint32_t from, uint32_t to)
 
 static struct ka_slab *new_slab(struct ka_cache *c)
 {
-	bool zero;
-	char *base = ka_buddy_alloc(c->order, KA_PG_SLAB, &zero);
-	if (!base)
-		return NULL;
+	bool zero, grown = true;
+	char *base;
+	/* A new chunk is mapped with the cache lock dropped (no system call
+	 * under a lock): the lists may change meanwhile, nothing here relies on
+	 * them. A few rounds, since another thread may take the chunk first. */
+	for (int round = 0; !(base = ka_buddy_alloc_held(c->order, KA_PG_SLAB, &zero, !grown)); round++) {
+		if (!grown || round == 4)
+			return NULL;
+		ka_unlock(&c->lock);
+		grown = ka_buddy_grow();
+		ka_lock(&c->lock);
+	}
 	struct ka_page *head = ka_map_page(base);
 	struct ka_chunk *ch = ka_page_chunk(head);
 	uint32_t hidx = (uint32_t)(head - ch->pages);
@@ -198,7 +206,7 @@ static struct ka_slab *refill_slab(struct ka_cache *c, uint32_t owner)
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner)
 {
 	unsigned got = 0;
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	while (got < n) {
 		struct ka_slab *s = refill_slab(c, owner);
 		if (!s)
@@ -214,7 +222,8 @@ unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_
 		settle(c, s);
 	}
 	c->active_objs += got;
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
+	ka_buddy_maybe_purge(); /* slabs given back under the lock purge now */
 	return got;
 }
 
@@ -250,7 +259,7 @@ void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 	size_t bytes = KA_PAGE_SIZE << c->order;
 	struct ka_slab *s = NULL;
 	uintptr_t base = 0;
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	for (unsigned i = 0; i < n; i++) {
 		void *obj = objs[i];
 		if ((uintptr_t)obj - base >= bytes) {
@@ -268,7 +277,8 @@ void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 	if (s)
 		settle(c, s);
 	c->active_objs -= n;
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
+	ka_buddy_maybe_purge();
 }
 
 /*
@@ -278,9 +288,9 @@ void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n)
 bool ka_slab_holds_free(struct ka_slab *s, void *obj)
 {
 	struct ka_cache *c = s->cache;
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	bool found = holds_free_locked(c, s, obj);
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
 	return found;
 }
 
@@ -296,10 +306,11 @@ void *ka_cache_alloc(struct ka_cache *c)
 
 void ka_cache_free(struct ka_cache *c, void *obj, const char *func)
 {
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	free_locked(c, obj, func);
 	c->active_objs--;
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
+	ka_buddy_maybe_purge();
 }
 
 /* Give every empty slab beyond `keep` back. */
@@ -311,9 +322,10 @@ static void shrink_locked(struct ka_cache *c, uint32_t keep)
 
 void ka_cache_shrink(struct ka_cache *c, bool all)
 {
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	shrink_locked(c, all ? 0 : c->reserve);
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
+	ka_buddy_maybe_purge();
 }
 
 /* ------------------------------------------------------------ set-up */
@@ -392,14 +404,14 @@ struct ka_cache *ka_cache_create(const char *name, size_t size, size_t align, un
 int ka_cache_destroy(struct ka_cache *c)
 {
 	pthread_mutex_lock(&caches_lock);
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	shrink_locked(c, 0);
 	size_t live = c->active_objs;
 	if (live == 0) {
 		ka_list_del(&c->node);
 		ka_list_add(&spare_caches, &c->node);
 	}
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
 	pthread_mutex_unlock(&caches_lock);
 	return live ? EBUSY : 0;
 }
@@ -414,7 +426,7 @@ int ka_cache_destroy(struct ka_cache *c)
 
 void ka_slab_validate(struct ka_cache *c)
 {
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	size_t inuse = 0;
 	for (int l = KA_SLAB_EMPTY; l <= KA_SLAB_FULL; l++) {
 		struct ka_list *head = list_head(c, l);
@@ -447,17 +459,17 @@ void ka_slab_validate(struct ka_cache *c)
 		CHECK(n == *list_count(c, l), "slab list count wrong", NULL);
 	}
 	CHECK(inuse == c->active_objs, "active object count wrong", NULL);
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
 }
 
 void ka_cache_info(struct ka_cache *c, struct ka_cache_info *info)
 {
-	pthread_mutex_lock(&c->lock);
+	ka_lock(&c->lock);
 	info->active_objs = c->active_objs;
 	info->num_slabs = c->nr_partial + c->nr_full + c->nr_empty;
 	info->active_slabs = c->nr_partial + c->nr_full;
 	info->num_objs = info->num_slabs * c->objs;
-	pthread_mutex_unlock(&c->lock);
+	ka_unlock(&c->lock);
 }
 
 void ka_cache_walk(void (*fn)(const struct ka_cache *, const struct ka_cache_info *, void *),

@@ -6,8 +6,10 @@
  * Nothing here is counted on the fast path: the figures are read from the
  * state the slow paths keep anyway (cache counts, free areas, mappings)
  * and from the OS layer's counters. "In use by the program" is what left
- * the slabs minus what sits in thread caches, plus large blocks: exact up
- * to the objects in flight between a thread cache and its slab.
+ * the slabs minus what sits in thread caches, plus large blocks not in
+ * per-thread page lists: exact up to the objects in flight between a
+ * thread cache and its slab, and the blocks of lists being pushed or
+ * popped while they are read.
  */
 #include <string.h>
 #include <time.h>
@@ -51,6 +53,10 @@ void ka_totals(struct ka_totals *t)
 	size_t used_pages = bs.managed_pages - bs.free_pages;
 	size_t slab_pages = ss.slab_bytes >> KA_PAGE_SHIFT;
 	t->large_used = used_pages > slab_pages ? (used_pages - slab_pages) << KA_PAGE_SHIFT : 0;
+	t->pcp = ka_pcp_held_bytes();
+	if (t->pcp > t->large_used)
+		t->pcp = t->large_used;
+	t->large_used -= t->pcp;
 	t->huge_used = ls.huge_bytes;
 	t->huge_cached = ls.cached_bytes;
 	t->nr_huge = ls.nr_huge;
@@ -115,6 +121,7 @@ void ka_stats_print(int fd)
 	line(&b, "mapped from the OS", t.mapped, "   peak ", t.peak_mapped);
 	line(&b, "in use by the program", ka_totals_in_use(&t), "   of which large ", t.large_used + t.huge_used);
 	line(&b, "in per-thread caches", t.tcache, NULL, 0);
+	line(&b, "in per-thread page lists", t.pcp, NULL, 0);
 	line(&b, "free in slabs", t.slab_bytes - t.slab_used, NULL, 0);
 	line(&b, "free in the buddy", t.buddy_free, "   of which not resident ", t.buddy_clean);
 	line(&b, "returned to the OS", t.returned, "   in all; metadata mapped ", t.meta);

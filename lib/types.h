@@ -134,6 +134,7 @@ enum ka_page_kind {
 	KA_PG_SLAB,     /* head of a slab */
 	KA_PG_LARGE,    /* head of a large block handed to a program */
 	KA_PG_RAW,      /* head of a block handed out by ka_buddy_alloc alone */
+	KA_PG_PCP,      /* head of a large block cached in a thread's page list (pcp.c) */
 };
 
 /* Page flags. */
@@ -206,6 +207,38 @@ struct ka_free_area {
 	 * type: they are all on [KA_MT_SLAB]. */
 	struct ka_list list[KA_NR_MT][2];
 	size_t nr[KA_NR_MT][2];
+};
+
+/* ------------------------------------------------------- page lists */
+/*
+ * Per-thread page lists (pcp.c), after the kernel's per-CPU pagesets: freed
+ * large blocks of 1..KA_PCP_MAX_PAGES pages wait in the freeing thread's
+ * list for their size, for that thread's next malloc of the size, without
+ * the zone lock. Bounded twice: a thread holds at most KA_PCP_THREAD_BYTES,
+ * and all threads together about KA_PCP_BUDGET (each thread's high is the
+ * budget shared by the threads that have lists, capped by the former).
+ *
+ * The top, 16 pages (64 KiB), is where the buddy's large-block mobility
+ * type ends (KA_BIG_PAGES in buddy.c): above it blocks are few and big,
+ * a zone lock per block is little next to touching 64 KiB, and one cached
+ * block would take an eighth of a thread's cap. The cap (512 KiB) holds a
+ * refill batch of every size at once; the budget (4 MiB) is the slack the
+ * memory target allows above a program's live data ("RSS falls to 2x live
+ * data + 4 MiB"), so page lists alone never break it: up to 8 threads get
+ * the full cap, 1000 threads get 4 KiB each, which caches nothing.
+ */
+#define KA_PCP_MAX_PAGES 16
+#define KA_PCP_THREAD_BYTES ((size_t)512 << 10)
+#define KA_PCP_BUDGET ((size_t)4 << 20)
+
+struct ka_pcp {
+	/* lists[n - 1]: blocks of n pages, linked through their head
+	 * descriptors' free.node, newest first (handed out from the front,
+	 * given back to the buddy from the back, the coldest). */
+	struct ka_list lists[KA_PCP_MAX_PAGES];
+	uint32_t count[KA_PCP_MAX_PAGES];
+	size_t bytes;        /* in all lists; written by the owner only, relaxed */
+	struct ka_list node; /* on pcp.c's list of live page lists, or its spares */
 };
 
 /* ------------------------------------------------------- huge mappings */
@@ -335,5 +368,7 @@ _Static_assert(KA_CHUNK_SHIFT + KA_MAP_ROOT_BITS + KA_MAP_LEAF_BITS == KA_ADDR_B
 	       "the map covers the user address space");
 _Static_assert((KA_LARGE_MAX >> KA_PAGE_SHIFT) <= KA_CHUNK_PAGES, "large blocks fit a chunk");
 _Static_assert(KA_SMALL_MAX < KA_LARGE_MAX, "large starts above small");
+_Static_assert((KA_PCP_MAX_PAGES << KA_PAGE_SHIFT) <= KA_LARGE_MAX, "page lists hold buddy blocks");
+_Static_assert(KA_PCP_THREAD_BYTES <= KA_PCP_BUDGET, "one thread's cap fits the budget");
 
 #endif

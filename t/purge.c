@@ -11,16 +11,7 @@
 #include "../lib/internal.h"
 #include "tap.h"
 
-static long rss_mib(void)
-{
-	long pages = 0, res = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (!f || fscanf(f, "%ld %ld", &pages, &res) != 2)
-		res = -1;
-	if (f)
-		fclose(f);
-	return res * sysconf(_SC_PAGESIZE) >> 20;
-}
+static long rss_mib(void) { return rss_kib() >> 10; }
 
 #define N 16
 

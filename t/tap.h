@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int tap_n, tap_failed;
@@ -74,6 +75,32 @@ static inline unsigned long test_seed(void)
 	printf("# seed=%lu (KALLOC_TEST_SEED=%lu replays it)\n", seed, seed);
 	fflush(stdout);
 	return seed;
+}
+
+/* Resident set size in KiB, from /proc/self/statm; -1 if unreadable. */
+static inline long rss_kib(void)
+{
+	long pages = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f || fscanf(f, "%ld %ld", &pages, &res) != 2)
+		res = -1;
+	if (f)
+		fclose(f);
+	return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Run fn in a forked child, which then exits 0; its wait status. */
+static inline int run_child(void (*fn)(void))
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		fn();
+		_exit(0);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	return st;
 }
 
 /* xorshift64*: the tests' own generator, so a seed replays everywhere. */
