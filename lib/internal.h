@@ -305,7 +305,19 @@ unsigned ka_class_for_align(size_t size, size_t align);
 
 extern struct ka_cache ka_kmalloc[KA_NR_CLASSES];
 extern uintptr_t ka_secret;  /* random; scrambles free-list links */
-extern uint64_t ka_free_key; /* random; marks free objects (second word) */
+extern uint64_t ka_free_key; /* random; marks free objects (second word, ka_key_of) */
+
+/*
+ * The mark a free object at p carries in its second word: the random key
+ * mixed with the object's own address, so that a copy of a free object's
+ * bytes (realloc of a block whose memory once held slab objects, a copy of
+ * uninitialised memory, a struct copied by value) never reads as free at
+ * the address it was copied to.
+ */
+KA_INLINE uint64_t ka_key_of(const void *p)
+{
+	return ka_free_key ^ (uintptr_t)p;
+}
 
 /*
  * Free-list links are stored as next ^ (where >> 12) ^ ka_secret, as glibc's
@@ -366,7 +378,7 @@ KA_INLINE bool ka_slab_obj_ok(const struct ka_slab *s, const void *p)
 }
 
 /*
- * Does a free object of cache c carry ka_free_key in its second word? Not
+ * Does a free object of cache c carry its key (ka_key_of) in its second word? Not
  * when the link lives past the object (constructed caches keep the object
  * intact) or when there is no second word (user caches of 8-byte objects;
  * every kmalloc class has one).
@@ -380,7 +392,7 @@ KA_INLINE bool ka_cache_keyed(const struct ka_cache *c)
  * 2^-64 coincidence. */
 KA_INLINE bool ka_obj_marked_free(const struct ka_cache *c, const void *obj)
 {
-	return ka_cache_keyed(c) && ((const uint64_t *)obj)[1] == ka_free_key;
+	return ka_cache_keyed(c) && ((const uint64_t *)obj)[1] == ka_key_of(obj);
 }
 /* Take up to n objects; tags the slabs they came from with owner (if not 0). */
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner);

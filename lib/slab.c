@@ -49,7 +49,7 @@ static void *pop_link(struct ka_cache *c, struct ka_slab *s, void *obj)
 static void mark_free(const struct ka_cache *c, void *obj)
 {
 	if (ka_cache_keyed(c) && !ka_opt.poison)
-		((uint64_t *)obj)[1] = ka_free_key;
+		((uint64_t *)obj)[1] = ka_key_of(obj);
 }
 
 struct ka_slab *ka_slab_of(const void *p)

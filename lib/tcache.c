@@ -491,7 +491,7 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 static void free_small(struct ka_tcache *tc, struct ka_slab *s, void *p, uint32_t tag)
 {
 	unsigned cls = s->cache->cls;
-	((uint64_t *)p)[1] = ka_free_key;
+	((uint64_t *)p)[1] = ka_key_of(p);
 	for (;;) {
 		uint32_t owner = tag >> 8;
 		if (owner == tc->id8 >> 8) {

@@ -13,9 +13,10 @@
  *  - free: the address must be in a slab page whose owner is this thread,
  *    at the start of one of the slab's objects (one multiply and one
  *    compare, ka_obj_divisor: not inside an object, not in the slab's tail),
- *    and not carry the free key in its second word. Every free object
- *    carries it (never-allocated ones too), wherever it waits, and no live
- *    one does, so a match is a double free: the slow path reports it.
+ *    and not carry its free key (ka_key_of: the random key mixed with its
+ *    address) in its second word. Every free object carries it (never-
+ *    allocated ones too), wherever it waits, and no live one does, so a
+ *    match is a double free: the slow path reports it.
  * What the fast path does not take goes to ka_tcache_free_slow, which makes
  * the same checks for every other case (check_object in tcache.c).
  */
@@ -68,9 +69,10 @@ KA_INLINE bool ka_tcache_free(void *ptr)
 			struct ka_bin *b = &tc->bins[cls];
 			char *p = ptr;
 			uint64_t *key = (uint64_t *)p + 1;
-			if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != tc->key &&
+			uint64_t mark = tc->key ^ a;
+			if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark &&
 				      b->count < b->max)) {
-				*key = tc->key;
+				*key = mark;
 				*(uintptr_t *)p = (uintptr_t)b->head ^ (a >> 12) ^ tc->secret;
 				b->head = p;
 				b->count++;

@@ -44,6 +44,26 @@ static void validate_all(void)
 	ka_tcache_validate();
 }
 
+/* A block's stamp: its address and size, checked when it is freed. */
+static void stamp(uint64_t *p, size_t n)
+{
+	p[0] = (uintptr_t)p ^ n;
+	p[1] = n;
+}
+static int stamp_bad(const uint64_t *p)
+{
+	return p[0] != ((uintptr_t)p ^ p[1]);
+}
+
+/* Add a thread's count of bad blocks to a total, under the model's lock. */
+static pthread_mutex_t count_mu = PTHREAD_MUTEX_INITIALIZER;
+static void add_bad(int *total, int bad)
+{
+	pthread_mutex_lock(&count_mu);
+	*total += bad;
+	pthread_mutex_unlock(&count_mu);
+}
+
 /* ------------------------------------------------------------ the model */
 /* Live objects: an open-addressing set of addresses under one lock. */
 #define LIVE_CAP (1 << 16)
@@ -124,15 +144,14 @@ static void *model_thread(void *arg)
 			size_t n = 16 + rnd(&s) % (rnd(&s) % 8 ? 512 : 8000);
 			uint64_t *p = kalloc_malloc(n);
 			live_add(p);
-			p[0] = (uintptr_t)p ^ n;
-			p[1] = n;
+			stamp(p, n);
 			out->slot[sent % QLEN] = p;
 			__atomic_store_n(&out->head, ++sent, __ATOMIC_RELEASE);
 		}
 		if (got < __atomic_load_n(&in->head, __ATOMIC_ACQUIRE)) {
 			uint64_t *p = in->slot[got % QLEN];
 			__atomic_store_n(&in->tail, ++got, __ATOMIC_RELEASE);
-			bad += p[0] != ((uintptr_t)p ^ p[1]);
+			bad += stamp_bad(p);
 			live_del(p);
 			kalloc_free(p);
 		}
@@ -143,9 +162,7 @@ static void *model_thread(void *arg)
 			kalloc_free(q);
 		}
 	}
-	pthread_mutex_lock(&live_mu);
-	bad_contents += bad;
-	pthread_mutex_unlock(&live_mu);
+	add_bad(&bad_contents, bad);
 	return NULL;
 }
 
@@ -263,14 +280,24 @@ static void *idle_owner(void *arg)
 	return NULL;
 }
 
-static void idle_owner_test(void)
+/* Start the idle owner and wait until it holds its 4096 blocks. */
+static pthread_t start_idle_owner(void)
 {
 	pthread_t t;
+	pthread_mutex_lock(&idle_mu);
+	idle_stage = 0;
+	pthread_mutex_unlock(&idle_mu);
 	pthread_create(&t, NULL, idle_owner, NULL);
 	pthread_mutex_lock(&idle_mu);
 	while (idle_stage != 1)
 		pthread_cond_wait(&idle_cv, &idle_mu);
 	pthread_mutex_unlock(&idle_mu);
+	return t;
+}
+
+static void idle_owner_test(void)
+{
+	pthread_t t = start_idle_owner();
 	/* 4 MiB freed into an owner that makes no call meanwhile; then the
 	 * objects its inbox holds are counted by walking it (it is idle, and
 	 * this thread is the only one that posts). */
@@ -380,15 +407,7 @@ static void close_inbox_hook(struct ka_tcache *to)
 static void close_during_post(void)
 {
 	unsigned cls = ka_size_class[(64 + 7) >> 3];
-	pthread_mutex_lock(&idle_mu);
-	idle_stage = 0;
-	pthread_mutex_unlock(&idle_mu);
-	pthread_t t;
-	pthread_create(&t, NULL, idle_owner, NULL); /* allocates objs[] (1024 B): reused below */
-	pthread_mutex_lock(&idle_mu);
-	while (idle_stage != 1)
-		pthread_cond_wait(&idle_cv, &idle_mu);
-	pthread_mutex_unlock(&idle_mu);
+	pthread_t t = start_idle_owner(); /* its 1 KiB blocks are not needed here */
 	/* 64 blocks of 64 B from the idle owner's slabs: it allocates them now. */
 	for (int i = 0; i < nobjs; i++)
 		kalloc_free(objs[i]);
@@ -443,8 +462,7 @@ static void *churn_thread(void *arg)
 	for (int i = 0; i < 64; i++) {
 		size_t n = 16 + rnd(&s) % 600;
 		mine[i] = kalloc_malloc(n);
-		mine[i][0] = (uintptr_t)mine[i] ^ n;
-		mine[i][1] = n;
+		stamp(mine[i], n);
 	}
 	for (int i = 0; i < 64; i++) {
 		int k = (int)(rnd(&s) % POOL);
@@ -453,15 +471,13 @@ static void *churn_thread(void *arg)
 		pool[k] = i % 2 ? mine[i] : NULL;
 		pthread_mutex_unlock(&pool_mu);
 		if (old) {
-			bad += old[0] != ((uintptr_t)old ^ old[1]);
+			bad += stamp_bad(old);
 			kalloc_free(old);
 		}
 		if (i % 2 == 0)
 			kalloc_free(mine[i]);
 	}
-	pthread_mutex_lock(&pool_mu);
-	churn_bad += bad;
-	pthread_mutex_unlock(&pool_mu);
+	add_bad(&churn_bad, bad);
 	return NULL;
 }
 
@@ -479,7 +495,7 @@ static void churn_test(void)
 	}
 	for (int k = 0; k < POOL; k++) {
 		if (pool[k])
-			churn_bad += pool[k][0] != ((uintptr_t)pool[k] ^ pool[k][1]);
+			churn_bad += stamp_bad(pool[k]);
 		kalloc_free(pool[k]);
 		pool[k] = NULL;
 	}
