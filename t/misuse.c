@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../lib/internal.h"
 #include "../lib/kalloc.h"
 #include "tap.h"
 
@@ -29,6 +30,7 @@ static const char *run(void (*fn)(int), int misuse, int *sig)
 	if (pid == 0) {
 		close(fd[0]);
 		dup2(fd[1], 2);
+		ka_report_init(); /* the pipe is now this child's stderr (report.c) */
 		fn(misuse);
 		_exit(0);
 	}
