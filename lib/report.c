@@ -125,7 +125,9 @@ static bool is_start_stderr(int fd)
 void ka_report_init(void)
 {
 	int saved = errno;
-	if (dest.fd >= 0)
+	/* Again (a test that moved fd 2): drop the old duplicate, unless the
+	 * program has closed it and its number now is the program's. */
+	if (dest.fd >= 0 && is_start_stderr(dest.fd))
 		close(dest.fd);
 	dest.fd = -1;
 	struct stat st;
@@ -136,12 +138,14 @@ void ka_report_init(void)
 		/* High, out of the way of the numbers programs open and dup2
 		 * onto (shells keep theirs at 10 and 255), but not near a
 		 * large limit: the kernel sizes a process's descriptor table by
-		 * its highest descriptor. 768 under the usual limit of 1024. */
+		 * its highest descriptor. 768 under the usual limit of 1024;
+		 * never 0 or 1, which a program that closed them will reopen. */
 		struct rlimit rl;
 		rlim_t lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
 		if (lim > 1024)
 			lim = 1024;
-		dest.fd = fcntl(2, F_DUPFD_CLOEXEC, (int)(lim / 4 * 3));
+		int lo = (int)(lim / 4 * 3);
+		dest.fd = fcntl(2, F_DUPFD_CLOEXEC, lo > 3 ? lo : 3);
 	}
 	dest.init = true;
 	errno = saved;

@@ -25,12 +25,14 @@ static void start(const char *conf, char *const *env, unsigned long secure)
 	int saved = dup(2);
 	dup2(fd[1], 2);
 	close(fd[1]);
+	ka_report_init(); /* kalloc reports to what stderr is now: the pipe */
 	if (env)
 		ka_options_init_from(env, secure);
 	else
 		ka_options_parse(conf);
 	dup2(saved, 2);
 	close(saved);
+	ka_report_init();
 	ssize_t n = read(fd[0], warned, sizeof warned - 1);
 	warned[n > 0 ? n : 0] = 0;
 	close(fd[0]);
