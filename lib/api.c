@@ -249,7 +249,8 @@ KA_EXPORT int KA_API(malloc_trim)(size_t pad)
 KA_EXPORT void KA_API(malloc_stats)(void)
 {
 	ka_init();
-	ka_stats_print(2);
+	/* glibc's writes to stderr; here, to what stderr was (report.c). */
+	ka_stats_print(ka_report_fd());
 }
 
 #ifdef KA_PRELOAD

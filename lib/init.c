@@ -4,7 +4,9 @@
  * The first call into kalloc may come from the dynamic loader, a
  * constructor, another preloaded library's dlsym (which calls calloc) or a
  * thread started before main. ka_init_slow therefore calls nothing that
- * allocates before kalloc is ready: options come from `environ` (no getenv),
+ * allocates before kalloc is ready: the report destination is taken first
+ * (fd 2 and its private duplicate, report.c), so that option warnings go
+ * through it; options come from `environ` (no getenv),
  * secrets from the getrandom system call, the thread-exit key is created
  * (pthread_key_create does not allocate). Only then is ka_ready set; the
  * fork handlers are registered after that, since pthread_atfork may call
@@ -125,6 +127,7 @@ void ka_init_slow(void)
 		pthread_mutex_unlock(&init_lock);
 		return;
 	}
+	ka_report_init();
 	ka_options_init();
 	ka_debug_init();
 	ka_secret = (uintptr_t)random_word();

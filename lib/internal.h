@@ -110,6 +110,17 @@ __attribute__((noreturn)) KA_COLD void ka_fatal_detail(const char *func, const c
 							 const char *detail);
 void ka_set_fatal_hook(void (*hook)(const char *msg));
 void ka_warn(const char *what, const char *detail);
+/*
+ * Where reports go (see report.c): ka_report_init takes fd 2 as it is now
+ * as the start-up stderr (kalloc's start-up; tests after they redirect
+ * stderr); ka_report_fd gives the descriptor to write a report to, or -1
+ * when neither fd 2 nor the private duplicate is still that file.
+ */
+void ka_report_init(void);
+int ka_report_fd(void);
+/* Open the stats file named by pattern ("%p": the pid, "%%": "%") for
+ * appending, 0600, no symlink; -1 with a warning if it cannot. */
+int ka_report_open(const char *pattern);
 
 #define ka_assert(c)                                                               \
 	do {                                                                       \
@@ -119,6 +130,8 @@ void ka_warn(const char *what, const char *detail);
 
 /* ----------------------------------------------------------------- options.c */
 enum { KA_PAGE_SOURCE_MMAP, KA_PAGE_SOURCE_BRK };
+/* A string option's buffer, its NUL included. */
+#define KA_OPT_STR_MAX 1024
 
 struct ka_options {
 	uint64_t page_source;    /* KA_PAGE_SOURCE_* */
@@ -129,13 +142,19 @@ struct ka_options {
 	uint64_t consistency;    /* check every free against its slab's free state */
 	uint64_t publish;        /* publish counters in /dev/shm for kalloc-top */
 	uint64_t tcache_max;     /* objects per thread-cache bin at most; 0 = no cache */
+	/* The exit report goes here ("" = stderr); copied out of environ at
+	 * start-up, as programs may rewrite environ for their process title. */
+	char stats_file[KA_OPT_STR_MAX];
 };
 extern struct ka_options ka_opt;
 
 /* Parse "key:value,..." into ka_opt; warns once per bad key or value. */
 void ka_options_parse(const char *conf);
-/* Find KALLOC_CONF in environ (no getenv) and parse it. */
+/* Find KALLOC_CONF in environ (no getenv) and parse it, unless the
+ * process runs in secure-execution mode (AT_SECURE). */
 void ka_options_init(void);
+/* The same on env, with at_secure as getauxval(AT_SECURE) would give it. */
+void ka_options_init_from(char *const *env, unsigned long at_secure);
 /* Print one line per option with its help text, for --help. */
 void ka_options_help(int fd);
 

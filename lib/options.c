@@ -4,9 +4,17 @@
  * (getenv may not be safe that early) and parsed in place, without
  * allocating. A bad key or value gets one warning and leaves the default;
  * the item "help" prints the table of options (tools/kalloc-run --help).
+ * String values are copied into ka_opt's own buffers, never pointed at:
+ * a program may rewrite environ (its process title) after start-up.
+ *
+ * Options name files (stats_file), so a secure-execution process (setuid,
+ * setgid or file capabilities: AT_SECURE, the test secure_getenv makes)
+ * ignores KALLOC_CONF with one warning: its caller must not choose where
+ * it writes.
  */
 #include <stddef.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -22,13 +30,18 @@ struct ka_options ka_opt = {
 /* Values that may be written as names; NULL-terminated, index = value. */
 static const char *const page_sources[] = {"mmap", "brk", NULL};
 
-/* The one table of options: every key, its bounds and its help line. */
+/*
+ * The one table of options: every key, its bounds and its help line. A
+ * number is a uint64_t at off within [min, max] (or one of names, by
+ * index); a string (cap != 0) is a char[cap] at off, 1 to cap - 1 bytes.
+ */
 static const struct option {
 	const char *name;
 	size_t off;
 	uint64_t min, max;
 	const char *const *names;
 	const char *help;
+	size_t cap;
 } options[] = {
 	{"page_source", offsetof(struct ka_options, page_source), 0, 1, page_sources,
 	 "where the page layer gets memory: mmap (default) or brk, falling back to mmap"},
@@ -36,6 +49,9 @@ static const struct option {
 	 "free memory older than this (ms) goes back to the OS (default 1000)"},
 	{"stats", offsetof(struct ka_options, stats), 0, 1, NULL,
 	 "1: print slabinfo, buddyinfo, large mappings and totals at exit"},
+	{"stats_file", offsetof(struct ka_options, stats_file), 0, 0, NULL,
+	 "PATH: append the exit report (implies stats:1) to PATH, not stderr; %p: the pid",
+	 sizeof ka_opt.stats_file},
 	{"poison", offsetof(struct ka_options, poison), 0, 1, NULL,
 	 "1: fill freed objects with 0x6b (last byte 0xa5), new ones with 0x5a; check on reuse"},
 	{"redzone", offsetof(struct ka_options, redzone), 0, 1, NULL,
@@ -56,6 +72,24 @@ static void bad(const char *what, const char *s, size_t n)
 	memcpy(tmp, s, n);
 	tmp[n] = 0;
 	ka_warn(what, tmp);
+}
+
+/* A string value: a path, where only %p (the pid) and %% may follow a %. */
+static bool parse_string(const struct option *o, const char *v, size_t n)
+{
+	if (n == 0 || n >= o->cap)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] != '%')
+			continue;
+		if (i + 1 == n || (v[i + 1] != 'p' && v[i + 1] != '%'))
+			return false;
+		i++; /* the p or % after it, checked */
+	}
+	char *dst = (char *)&ka_opt + o->off;
+	memcpy(dst, v, n);
+	dst[n] = 0;
+	return true;
 }
 
 static bool parse_value(const struct option *o, const char *v, size_t n, uint64_t *out)
@@ -91,7 +125,7 @@ void ka_options_parse(const char *conf)
 		if (len == 0) {
 			/* an empty item ("a:1,,b:2") is harmless */
 		} else if (len == 4 && memcmp(s, "help", 4) == 0) {
-			ka_options_help(2);
+			ka_options_help(ka_report_fd());
 		} else if (!colon) {
 			bad("KALLOC_CONF: expected key:value, got", s, len);
 		} else {
@@ -100,27 +134,34 @@ void ka_options_parse(const char *conf)
 			for (size_t i = 0; i < sizeof options / sizeof *options; i++)
 				if (strlen(options[i].name) == klen && memcmp(options[i].name, s, klen) == 0)
 					o = &options[i];
+			const char *val = colon + 1;
+			size_t vlen = len - klen - 1;
 			uint64_t v;
 			if (!o)
 				bad("KALLOC_CONF: unknown option", s, klen);
-			else if (!parse_value(o, colon + 1, len - klen - 1, &v))
+			else if (o->cap ? !parse_string(o, val, vlen) : !parse_value(o, val, vlen, &v))
 				bad("KALLOC_CONF: bad value, default kept", s, len);
-			else
+			else if (!o->cap)
 				*(uint64_t *)(void *)((char *)&ka_opt + o->off) = v;
 		}
 		s = end ? end + 1 : NULL;
 	}
 }
 
-void ka_options_init(void)
+void ka_options_init_from(char *const *env, unsigned long at_secure)
 {
 	static const char key[] = "KALLOC_CONF=";
-	for (char **e = environ; e && *e; e++)
+	for (char *const *e = env; e && *e; e++)
 		if (strncmp(*e, key, sizeof key - 1) == 0) {
-			ka_options_parse(*e + sizeof key - 1);
+			if (at_secure)
+				ka_warn("KALLOC_CONF ignored in a secure-execution (setuid) process", NULL);
+			else
+				ka_options_parse(*e + sizeof key - 1);
 			return;
 		}
 }
+
+void ka_options_init(void) { ka_options_init_from(environ, getauxval(AT_SECURE)); }
 
 void ka_options_help(int fd)
 {

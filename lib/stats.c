@@ -223,16 +223,29 @@ void ka_stats_postfork(bool child)
 	ka_postfork_unlock(&publish_lock, child);
 }
 
-/* At exit: the report (stats:1), and the published file goes away. */
+/*
+ * At exit: the report (stats:1, or stats_file:PATH, which implies it), and
+ * the published file goes away. Library destructors run after the
+ * program's atexit handlers, which may have closed stderr: the report
+ * goes to what stderr was at start-up (report.c), or to the stats file.
+ */
 __attribute__((destructor)) static void stats_at_exit(void)
 {
 	if (!ka_ready)
 		return;
-	if (ka_opt.stats) {
-		static const char head[] = "kalloc: stats at exit (KALLOC_CONF=stats:1)\n";
-		if (write(2, head, sizeof head - 1) < 0)
-			return;
-		ka_stats_print(2);
+	if (ka_opt.stats || ka_opt.stats_file[0]) {
+		int file = ka_opt.stats_file[0] ? ka_report_open(ka_opt.stats_file) : -1;
+		int fd = file >= 0 ? file : ka_report_fd();
+		char mem[96];
+		struct ka_buf b = {mem, 0, sizeof mem};
+		ka_buf_str(&b, "kalloc: stats at exit of pid ");
+		ka_buf_u64(&b, (uint64_t)getpid(), 0);
+		ka_buf_str(&b, " (KALLOC_CONF=stats:1)\n");
+		ka_buf_flush(&b, fd);
+		if (fd >= 0)
+			ka_stats_print(fd);
+		if (file >= 0)
+			close(file);
 	}
 	if (shm) {
 		pthread_mutex_lock(&publish_lock);

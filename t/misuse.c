@@ -30,6 +30,7 @@ static const char *run(void (*fn)(int), int misuse, int *sig)
 	if (pid == 0) {
 		close(fd[0]);
 		dup2(fd[1], 2);
+		ka_report_init(); /* the pipe is now this child's stderr (report.c) */
 		fn(misuse);
 		_exit(0);
 	}

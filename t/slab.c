@@ -175,6 +175,7 @@ int main(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(fd[1], 2);
+		ka_report_init(); /* the pipe is now this child's stderr (report.c) */
 		void **a = kalloc_malloc(64);
 		void *b = kalloc_malloc(64);
 		kalloc_free(b);
