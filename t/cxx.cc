@@ -1,7 +1,7 @@
 // t/cxx.cc: the C++ front door (lib/cxx.c). The program re-executes itself
 // under LD_PRELOAD=$KALLOC_LIB, so every new and delete below, and those of
-// the standard library, are kalloc's operators; misuse cases run in forked
-// children whose message is checked.
+// the standard library, are kalloc's operators; misuse cases run in
+// children (t/preload.h) whose message is checked.
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -14,7 +14,7 @@
 #include <new>
 #include <string>
 
-#include "tap.h"
+#include "preload.h"
 
 static const char *const operators[] = {
 	"_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t",
@@ -60,35 +60,6 @@ static void *freer(void *arg)
 	return nullptr;
 }
 
-// Runs fn in a child; true if it died of SIGABRT saying `want` on stderr.
-static bool dies_saying(void (*fn)(), const char *want)
-{
-	int fd[2];
-	if (pipe(fd) != 0)
-		return false;
-	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(fd[0]);
-		dup2(fd[1], 2);
-		fn();
-		_exit(0);
-	}
-	close(fd[1]);
-	char out[4096];
-	size_t n = 0;
-	ssize_t r;
-	while (n < sizeof out - 1 && (r = read(fd[0], out + n, sizeof out - 1 - n)) > 0)
-		n += (size_t)r;
-	out[n] = 0;
-	close(fd[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	if (!strstr(out, want))
-		diag("child said: %s", out);
-	return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(out, want);
-}
-
 static void wrong_small_size()
 {
 	void *p = ::operator new(64);
@@ -107,11 +78,35 @@ static void small_size_on_large()
 	::operator delete(p, 16);
 }
 
-int main(int, char **argv)
+static const struct {
+	const char *name;
+	void (*fn)();
+} misuse[] = {
+	{"wrong_small_size", wrong_small_size},
+	{"wrong_large_size", wrong_large_size},
+	{"small_size_on_large", small_size_on_large},
+};
+
+// True if case `name` died of SIGABRT reporting a sized delete's mismatch.
+static bool mismatch_reported(const char *name)
 {
-	const char *lib = getenv("KALLOC_LIB");
-	if (!lib || access(lib, R_OK) != 0)
-		plan_skip_all("KALLOC_LIB not set or unreadable (run by make check)");
+	char out[4096];
+	int st = run_case(NULL, name, out, sizeof out);
+	bool said = strstr(out, "kalloc: operator delete(): size does not match the block") != nullptr;
+	if (!said)
+		diag("child said: %s", out);
+	return aborted(st) && said;
+}
+
+int main(int argc, char **argv)
+{
+	const char *lib = kalloc_lib();
+	if (argc == 3 && strcmp(argv[1], "child") == 0) {
+		for (auto &m : misuse)
+			if (strcmp(argv[2], m.name) == 0)
+				m.fn();
+		_exit(0);
+	}
 	if (!getenv("KALLOC_T_CXX")) {
 		setenv("KALLOC_T_CXX", "1", 1);
 		setenv("LD_PRELOAD", lib, 1);
@@ -240,12 +235,10 @@ int main(int, char **argv)
 	::operator delete(p, 200);
 
 	// A size that cannot be the block's is reported, not trusted.
-	ok(dies_saying(wrong_small_size, "operator delete(): size does not match the block"),
-	   "sized delete of a 64-byte block with size 2000 is reported");
-	ok(dies_saying(wrong_large_size, "operator delete(): size does not match the block"),
+	ok(mismatch_reported("wrong_small_size"), "sized delete of a 64-byte block with size 2000 is reported");
+	ok(mismatch_reported("wrong_large_size"),
 	   "sized delete of a 100000-byte block with size 300000 is reported");
-	ok(dies_saying(small_size_on_large, "operator delete(): size does not match the block"),
-	   "sized delete of a large block with a small size is reported");
+	ok(mismatch_reported("small_size_on_large"), "sized delete of a large block with a small size is reported");
 
 	// The standard library's containers on top.
 	std::map<std::string, std::string> m;
