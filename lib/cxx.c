@@ -25,8 +25,8 @@
  *  - Throwing and nothrow forms run the same loop: allocate; on failure
  *    call the installed new_handler and retry; with no handler, the
  *    throwing forms throw std::bad_alloc and the nothrow forms return NULL.
- *    A handler that throws from a nothrow form: the exception passes
- *    through (C cannot catch it), where the standard would return NULL.
+ *    In a nothrow form, a handler that throws ends the loop with NULL, as
+ *    the standard's try { return operator new(n); } catch (...) would.
  *  - Sized delete trusts nothing: the fast path takes the object only when
  *    its slab's class is the class new would have chosen for that size;
  *    anything else goes to the slow path, which reports a size that cannot
@@ -67,6 +67,107 @@ static KA_NOINLINE KA_COLD void throw_bad_alloc(void)
 		 NULL);
 }
 
+/*
+ * A nothrow form must return NULL where the new_handler throws, and C has
+ * no catch: handler_catching calls the handler from a frame of its own
+ * whose unwind entry names a personality routine (catching_personality)
+ * that catches everything but a forced unwind (thread cancellation), as
+ * catch (...) does. The unwinder lands in that frame with the exception in
+ * %rax; caught() ends the catch, which destroys the exception. The
+ * unwinder's own calls (_Unwind_*) are weak as well: whoever threw loaded
+ * them.
+ */
+struct ka_unwind_context;
+extern void _Unwind_SetGR(struct ka_unwind_context *ctx, int reg, uintptr_t v) __attribute__((weak));
+extern void _Unwind_SetIP(struct ka_unwind_context *ctx, uintptr_t ip) __attribute__((weak));
+extern void _Unwind_DeleteException(void *exc) __attribute__((weak));
+extern void *__cxa_begin_catch(void *exc) __attribute__((weak));
+extern void __cxa_end_catch(void) __attribute__((weak));
+
+/* The Itanium C++ ABI's unwinding interface, level I. */
+enum { KA_UA_SEARCH_PHASE = 1, KA_UA_HANDLER_FRAME = 4, KA_UA_FORCE_UNWIND = 8 };
+enum { KA_URC_FATAL_PHASE1_ERROR = 3, KA_URC_HANDLER_FOUND = 6, KA_URC_INSTALL_CONTEXT = 7,
+       KA_URC_CONTINUE_UNWIND = 8 };
+
+#if defined(__x86_64__)
+/* true if h returned, false if it threw (and the exception is gone) */
+bool ka_cxx_handler_catching(ka_new_handler h) __attribute__((visibility("hidden")));
+int ka_cxx_catching_personality(int version, int actions, uint64_t exc_class, void *exc,
+				struct ka_unwind_context *ctx) __attribute__((visibility("hidden")));
+void ka_cxx_caught(void *exc) __attribute__((visibility("hidden")));
+extern char ka_cxx_landing[] __attribute__((visibility("hidden")));
+
+__asm__(".text\n"
+	".globl ka_cxx_handler_catching\n"
+	".hidden ka_cxx_handler_catching\n"
+	".hidden ka_cxx_landing\n"
+	".type ka_cxx_handler_catching, @function\n"
+	"ka_cxx_handler_catching:\n"
+	"	.cfi_startproc\n"
+	"	.cfi_personality 0x1b, ka_cxx_catching_personality\n"
+	"	subq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	call *%rdi\n"
+	"	movl $1, %eax\n"
+	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	ret\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"ka_cxx_landing:\n"
+	"	movq %rax, %rdi\n"
+	"	call ka_cxx_caught\n"
+	"	xorl %eax, %eax\n"
+	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	ret\n"
+	"	.cfi_endproc\n"
+	".size ka_cxx_handler_catching, .-ka_cxx_handler_catching\n");
+
+/* Only ka_cxx_handler_catching's frame has this personality: the one call in it threw. */
+int ka_cxx_catching_personality(int version, int actions, uint64_t exc_class, void *exc,
+				struct ka_unwind_context *ctx)
+{
+	if (version != 1 || !_Unwind_SetGR || !_Unwind_SetIP)
+		return KA_URC_FATAL_PHASE1_ERROR;
+	if (actions & KA_UA_FORCE_UNWIND)
+		return KA_URC_CONTINUE_UNWIND;
+	if (actions & KA_UA_SEARCH_PHASE)
+		return KA_URC_HANDLER_FOUND;
+	if (actions & KA_UA_HANDLER_FRAME) {
+		_Unwind_SetGR(ctx, __builtin_eh_return_data_regno(0), (uintptr_t)exc);
+		_Unwind_SetIP(ctx, (uintptr_t)ka_cxx_landing);
+		return KA_URC_INSTALL_CONTEXT;
+	}
+	return KA_URC_CONTINUE_UNWIND;
+}
+
+void ka_cxx_caught(void *exc)
+{
+	if (__cxa_begin_catch && __cxa_end_catch) {
+		__cxa_begin_catch(exc);
+		__cxa_end_catch();
+	} else if (_Unwind_DeleteException) {
+		_Unwind_DeleteException(exc);
+	}
+}
+
+static bool call_handler(ka_new_handler h, bool nothrow)
+{
+	if (!nothrow) {
+		h();
+		return true;
+	}
+	return ka_cxx_handler_catching(h);
+}
+#else
+/* Elsewhere a handler's exception passes through a nothrow form. */
+static bool call_handler(ka_new_handler h, bool nothrow)
+{
+	h();
+	return true;
+}
+#endif
+
 /* align 0: new's own alignment (malloc's). */
 static KA_NOINLINE void *new_slow(size_t n, size_t align, bool nothrow)
 {
@@ -77,9 +178,8 @@ static KA_NOINLINE void *new_slow(size_t n, size_t align, bool nothrow)
 		if (p)
 			return p;
 		ka_new_handler h = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
-		if (!h)
+		if (!h || !call_handler(h, nothrow))
 			break;
-		h();
 	}
 	if (nothrow)
 		return NULL;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <exception>
 #include <map>
 #include <new>
 #include <string>
@@ -52,6 +53,14 @@ static void handler()
 {
 	if (++handler_calls > handler_returns)
 		std::set_new_handler(nullptr);
+}
+
+static int thrower_calls;
+// A handler that gives up the way the standard allows: it throws bad_alloc.
+static void thrower()
+{
+	thrower_calls++;
+	throw std::bad_alloc();
 }
 
 static void *freer(void *arg)
@@ -222,6 +231,29 @@ int main(int argc, char **argv)
 		   ::operator new(impossible, std::align_val_t(64), std::nothrow) == nullptr &&
 		   handler_calls == 1,
 	   "nothrow new of an impossible size without handler: nullptr");
+	// A handler that throws: the nothrow forms catch it and return nullptr.
+	std::set_new_handler(thrower);
+	thrower_calls = 0;
+	bool escaped = false;
+	try {
+		p = ::operator new(impossible, std::nothrow);
+		void *q = ::operator new[](impossible, std::align_val_t(256), std::nothrow);
+		ok(p == nullptr && q == nullptr && thrower_calls == 2 && std::uncaught_exceptions() == 0,
+		   "nothrow new: a handler's bad_alloc is caught, nullptr returned (%d calls)", thrower_calls);
+	} catch (...) {
+		escaped = true;
+		ok(0, "nothrow new: a handler's exception escaped");
+	}
+	threw = false;
+	try {
+		void *volatile q = ::operator new(impossible);
+		(void)q;
+	} catch (const std::bad_alloc &) {
+		threw = true;
+	}
+	ok(!escaped && threw && thrower_calls == 3, "new: a handler's bad_alloc reaches the caller");
+	std::set_new_handler(nullptr);
+
 	p = ::operator new(100, std::nothrow);
 	ok(p != nullptr, "nothrow new of a possible size");
 	::operator delete(p, std::nothrow);
