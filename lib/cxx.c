@@ -198,7 +198,7 @@ KA_INLINE void *new_fast(size_t n, bool nothrow)
 /* The class new(n, align) takes a block from (api.c's alloc_aligned); 0: a large block. */
 static unsigned request_class(size_t n, size_t align)
 {
-	if (align <= 16 && (align <= 8 || n > 8))
+	if (malloc_aligns(align, n))
 		return n <= KA_SMALL_MAX ? ka_size_class[(n + 7) >> 3] : 0;
 	return ka_class_for_align(n ? n : 1, align);
 }
