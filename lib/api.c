@@ -69,9 +69,12 @@ static size_t usable(void *p, const char *func)
 	return s->cache->size;
 }
 
+/* Blocks malloc gives are 16-aligned, and 8-aligned for 1..8 bytes. */
+static inline bool malloc_aligns(size_t align, size_t size) { return align <= 16 && (align <= 8 || size > 8); }
+
 static void *alloc_aligned(size_t align, size_t size)
 {
-	if (align <= 16 && (align <= 8 || size > 8))
+	if (malloc_aligns(align, size))
 		return KA_API(malloc)(size);
 	if (size > PTRDIFF_MAX) {
 		errno = ENOMEM;

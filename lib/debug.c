@@ -213,7 +213,7 @@ static struct ka_slab *slab_checked(void *p, const char *func)
 		return NULL;
 	struct ka_cache *c = s->cache;
 	if (!ka_slab_obj_ok(s, p))
-		ka_fatal(func, "invalid pointer (inside an object)", p, c->name);
+		ka_fatal(func, "invalid pointer (not the start of an object)", p, c->name);
 	if (ka_slab_holds_free(s, p))
 		ka_fatal(func, strcmp(func, "free()") == 0 ? "double free of" : "use of a freed block", p,
 			 c->name);

@@ -1,10 +1,12 @@
 /*
  * preload.c: the front door for LD_PRELOAD. api.c again, with the standard
  * names, plus glibc's internal aliases, so that a block allocated inside
- * glibc through __libc_malloc is never freed by another allocator.
+ * glibc through __libc_malloc is never freed by another allocator, and the
+ * C++ operators new and delete (cxx.c; hence -fexceptions for this file).
  */
 #define KA_PRELOAD 1
 #include "api.c"
+#include "cxx.c"
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* The aliases need not repeat glibc's attributes on their targets. */

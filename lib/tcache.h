@@ -57,15 +57,22 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 	return NULL;
 }
 
-/* True if the fast path took the object. */
-KA_INLINE bool ka_tcache_free(void *ptr)
+/* Any class: ka_tcache_free_class's argument for a free that does not know the size. */
+#define KA_ANY_CLASS 0xffffffffu
+
+/*
+ * True if the fast path took the object, which must be of class want (a
+ * sized delete says which) unless want is KA_ANY_CLASS; a constant
+ * KA_ANY_CLASS folds the test away.
+ */
+KA_INLINE bool ka_tcache_free_class(void *ptr, uint32_t want)
 {
 	uintptr_t a = (uintptr_t)ptr, e = ka_map_chunk_fast(a);
 	if (KA_LIKELY(e & KA_MAP_CHUNK)) {
 		struct ka_tcache *tc = ka_tc;
 		/* < 256 exactly when the slab's owner is this thread; then it is the class. */
 		uint32_t cls = ka_load_relaxed(ka_map_tag(e, a)) ^ tc->id8;
-		if (KA_LIKELY(cls < 256)) {
+		if (KA_LIKELY(cls < 256 && (want == KA_ANY_CLASS || cls == want))) {
 			struct ka_bin *b = &tc->bins[cls];
 			char *p = ptr;
 			uint64_t *key = (uint64_t *)p + 1;
@@ -83,12 +90,14 @@ KA_INLINE bool ka_tcache_free(void *ptr)
 	return false;
 }
 
+KA_INLINE bool ka_tcache_free(void *ptr) { return ka_tcache_free_class(ptr, KA_ANY_CLASS); }
+
 /* tcache.c */
 void ka_tcache_flush_all(void);   /* the calling thread's cache, outboxes and inbox */
 void ka_tcache_trim(void);        /* that, and every inbox other threads have not drained */
-void ka_tcache_validate(void);
+void ka_tcache_validate(void);    /* the calling thread's bins, outboxes and inbox; fatal on a breach */
 /* Test hook: called by a post between linking its chain and its CAS. */
-extern void (*ka_tcache_post_hook)(struct ka_tcache *to);    /* the calling thread's bins, outboxes and inbox; fatal on a breach */
+extern void (*ka_tcache_post_hook)(struct ka_tcache *to);
 void ka_tcache_thread_exit(void); /* flush, and run cacheless from now on */
 size_t ka_tcache_held_bytes(void); /* in all threads' caches, approximate */
 void ka_tcache_prefork(void);

@@ -18,7 +18,7 @@ try() { # name pattern command...: ok if it exits 0 and its last line matches pa
 	fi
 }
 for w in larson prodcons falseshare-active falseshare-passive frag strbuild bigobj shortthreads \
-	comego prodcons-mixed xthread64 bigmix; do
+	comego prodcons-mixed xthread64 bigmix cxxchurn; do
 	try "$w" "^$w ops=[1-9][0-9]* check=" "$build/bench/wl/$w" quick 2
 done
 try "micro (every case once, briefly)" "^xthread/64/real_time/threads:4 " "$build/bench/micro" --benchmark_min_time=0.001

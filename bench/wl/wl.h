@@ -150,7 +150,7 @@ static inline uint64_t wl_write_small(long objs, long writes)
 {
 	uint64_t check = 0;
 	for (long i = 0; i < objs; i++) {
-		volatile char *p = wl_xmalloc(8);
+		volatile char *p = (volatile char *)wl_xmalloc(8);
 		for (int b = 0; b < 8; b++)
 			p[b] = 0;
 		for (long w = 0; w < writes; w++)
