@@ -44,24 +44,24 @@ static const struct option {
 	size_t cap;
 } options[] = {
 	{"page_source", offsetof(struct ka_options, page_source), 0, 1, page_sources,
-	 "where the page layer gets memory: mmap (default) or brk, falling back to mmap"},
+	 "where the page layer gets memory: mmap (default) or brk, falling back to mmap", 0},
 	{"purge_delay_ms", offsetof(struct ka_options, purge_delay_ms), 0, 3600000, NULL,
-	 "free memory older than this (ms) goes back to the OS (default 1000)"},
+	 "free memory older than this (ms) goes back to the OS (default 1000)", 0},
 	{"stats", offsetof(struct ka_options, stats), 0, 1, NULL,
-	 "1: print slabinfo, buddyinfo, large mappings and totals at exit"},
+	 "1: print slabinfo, buddyinfo, large mappings and totals at exit", 0},
 	{"stats_file", offsetof(struct ka_options, stats_file), 0, 0, NULL,
 	 "PATH: append the exit report (implies stats:1) to PATH, not stderr; %p: the pid",
 	 sizeof ka_opt.stats_file},
 	{"poison", offsetof(struct ka_options, poison), 0, 1, NULL,
-	 "1: fill freed objects with 0x6b (last byte 0xa5), new ones with 0x5a; check on reuse"},
+	 "1: fill freed objects with 0x6b (last byte 0xa5), new ones with 0x5a; check on reuse", 0},
 	{"redzone", offsetof(struct ka_options, redzone), 0, 1, NULL,
-	 "1: guard bytes after the size asked for, checked at free and realloc"},
+	 "1: guard bytes after the size asked for, checked at free and realloc", 0},
 	{"consistency", offsetof(struct ka_options, consistency), 0, 1, NULL,
-	 "1: check every free against its slab's free state (every double free caught)"},
+	 "1: check every free against its slab's free state (every double free caught)", 0},
 	{"publish", offsetof(struct ka_options, publish), 0, 1, NULL,
-	 "1: publish the stats tables in /dev/shm/kalloc.PID for tools/kalloc-top"},
+	 "1: publish the stats tables in /dev/shm/kalloc.PID for tools/kalloc-top", 0},
 	{"tcache_max", offsetof(struct ka_options, tcache_max), 0, 4096, NULL,
-	 "objects per thread-cache bin at most (0: no thread cache, every call slow)"},
+	 "objects per thread-cache bin at most (0: no thread cache, every call slow)", 0},
 };
 
 static void bad(const char *what, const char *s, size_t n)
