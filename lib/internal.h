@@ -386,6 +386,17 @@ KA_INLINE bool ka_obj_offset_ok(const struct ka_cache *c, size_t off)
 	return off < (size_t)c->objs * c->slot && off * c->div < c->limit;
 }
 
+/*
+ * The object-start test by class, for a page whose tag names kmalloc class
+ * cls (slabs are aligned to their size, so a & slab_mask is the offset in
+ * the slab): the same test as the fast path's, with no slab descriptor.
+ */
+KA_INLINE bool ka_class_obj_ok(unsigned cls, uintptr_t a)
+{
+	const struct ka_class *k = &ka_classes[cls];
+	return (a & k->slab_mask) * k->div < k->limit;
+}
+
 KA_INLINE char *ka_slab_base(const struct ka_slab *s)
 {
 	return ka_page_addr(ka_container_of(s, struct ka_page, slab));

@@ -285,11 +285,12 @@ static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
  */
 static unsigned chain_class(void *obj)
 {
-	struct ka_slab *s = ka_slab_of(obj);
-	struct ka_cache *c = s ? s->cache : NULL;
-	if (!c || !c->cls || !ka_slab_obj_ok(s, obj))
-		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, c ? c->name : NULL);
-	return c->cls;
+	uintptr_t a = (uintptr_t)obj, e = ka_map_entry(a);
+	uint32_t tag = (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
+	unsigned cls = tag & 0xff;
+	if (!cls || cls >= KA_NR_CLASSES || !ka_class_obj_ok(cls, a))
+		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, NULL);
+	return cls;
 }
 
 static void *chain_next(void *obj)
@@ -487,10 +488,10 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 	check_object(p, s, func, "use of a freed block");
 }
 
-/* Free p, a checked live object of kmalloc slab s, whose tag is `tag`. */
-static void free_small(struct ka_tcache *tc, struct ka_slab *s, void *p, uint32_t tag)
+/* Free p, a checked live object of kmalloc class cls, whose page's tag
+ * (at tagp) was `tag`. */
+static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
 {
-	unsigned cls = s->cache->cls;
 	((uint64_t *)p)[1] = ka_key_of(p);
 	for (;;) {
 		uint32_t owner = tag >> 8;
@@ -507,11 +508,11 @@ static void free_small(struct ka_tcache *tc, struct ka_slab *s, void *p, uint32_
 			return;
 		}
 		/* No owner, or a retired one: the slab becomes ours. */
-		if (ka_slab_adopt(s, owner, tc->id8 >> 8)) {
+		if (ka_slab_adopt(ka_tag_slab(tagp), owner, tc->id8 >> 8)) {
 			bin_take(tc, cls, p);
 			return;
 		}
-		tag = ka_load_relaxed(ka_map_tag(ka_map_entry((uintptr_t)p), (uintptr_t)p));
+		tag = ka_load_relaxed(tagp);
 	}
 }
 
@@ -519,12 +520,24 @@ void ka_tcache_free_slow(void *p, const char *func)
 {
 	if (!p)
 		return;
-	uintptr_t e = ka_map_entry((uintptr_t)p);
+	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
 	if (!e)
 		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
 	/* One map lookup for the tag and the slab (the remote frees come here). */
-	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, (uintptr_t)p) : NULL;
+	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
 	uint32_t tag = tagp ? ka_load_relaxed(tagp) : 0;
+	unsigned cls = tag & 0xff;
+	if (cls && cls < KA_NR_CLASSES && tc_state == TC_LIVE) {
+		/* A kmalloc object and a live cache: the checks of check_object
+		 * by the class alone (no descriptor read), then the bin, the
+		 * owner's outbox or an adoption. */
+		if (!ka_class_obj_ok(cls, a))
+			ka_fatal(func, "invalid pointer (not the start of an object)", p, ka_classes[cls].name);
+		if (((uint64_t *)p)[1] == ka_key_of(p))
+			ka_fatal(func, "double free of", p, ka_classes[cls].name);
+		free_small(ka_tc, tagp, p, tag, cls);
+		return;
+	}
 	struct ka_slab *s = tag ? ka_tag_slab(tagp) : NULL;
 	if (!s) {
 		ka_large_free(p, func);
@@ -536,7 +549,7 @@ void ka_tcache_free_slow(void *p, const char *func)
 	if (!tc)
 		ka_cache_free(c, p, func);
 	else
-		free_small(tc, s, p, tag);
+		free_small(tc, tagp, p, tag, c->cls);
 }
 
 size_t ka_tcache_held_bytes(void)
