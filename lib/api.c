@@ -39,6 +39,7 @@ void free_aligned_sized(void *p, size_t align, size_t size);
 static KA_NOINLINE void *malloc_slow(size_t n)
 {
 	ka_init();
+	ka_tcache_charge(n > KA_SMALL_MAX ? n : KA_SMALL_MAX);
 	if (KA_UNLIKELY(ka_opt.publish))
 		ka_stats_publish();
 	void *p = n > PTRDIFF_MAX ? NULL : ka_debug_on ? ka_debug_alloc(n, 0) : ka_tcache_malloc_slow(n);
@@ -47,9 +48,15 @@ static KA_NOINLINE void *malloc_slow(size_t n)
 	return p;
 }
 
+/* A free on a slow path counts as this much work towards the next tick, so
+ * that a phase that only frees (large blocks, remote objects) still ticks. */
+#define FREE_CHARGE (16 * KA_PAGE_SIZE)
+
 static KA_NOINLINE void free_slow(void *p, const char *func)
 {
 	int saved = errno;
+	if (ka_ready)
+		ka_tcache_charge(FREE_CHARGE);
 	if (ka_debug_on)
 		ka_debug_free(p, func);
 	else

@@ -76,7 +76,7 @@ _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the cou
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
 static struct ka_tcache empty_tcache = {.id8 = KA_TCACHE_ID_NONE << 8};
-__thread struct ka_tcache *ka_tc = &empty_tcache;
+__thread struct ka_tls ka_tls = {&empty_tcache, KA_TICK_BYTES};
 static __thread uint8_t tc_state;
 
 static pthread_mutex_t tcaches_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -85,6 +85,9 @@ static struct ka_list live = {&live, &live}, spare = {&spare, &spare};
 static struct ka_tcache *slots[KA_TCACHE_SLOTS];
 static uint32_t next_slot = 1; /* 0 and KA_TCACHE_ID_NONE's slot are never handed out */
 static pthread_key_t exit_key;
+static uint32_t trim_epoch; /* bumped by malloc_trim: every cache flushes at its next tick */
+static __thread uint32_t seen_epoch, ticks;
+#define GC_TICKS 8
 
 static void drain_inbox(struct ka_tcache *tc, uintptr_t v);
 
@@ -190,6 +193,7 @@ static struct ka_tcache *tcache_get(void)
 		tc->fill[c] = (uint16_t)(fill_max(b) < FILL_FIRST ? fill_max(b) : FILL_FIRST);
 	}
 	memset(tc->out, 0, sizeof tc->out);
+	memset(tc->busy, 0, sizeof tc->busy);
 	tc->out_bytes = 0;
 	ka_tc = tc;
 	pthread_setspecific(exit_key, tc);
@@ -225,6 +229,7 @@ static void link_in(struct ka_bin *b, void *obj)
 static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
+	tc->busy[cls] = 1;
 	uint32_t want = tc->fill[cls];
 	if (want * 2 <= fill_max(b))
 		tc->fill[cls] = (uint16_t)(want * 2);
@@ -246,6 +251,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 	struct ka_bin *b = &tc->bins[cls];
 	if (b->count <= keep)
 		return;
+	tc->busy[cls] = 1;
 	void *cur = b->head, *last_kept = NULL;
 	for (uint32_t i = 0; i < keep; i++) {
 		last_kept = cur;
@@ -409,11 +415,13 @@ void ka_tcache_flush_all(void)
 
 /*
  * malloc_trim: besides the caller's own cache, what other threads were
- * sent and have not taken gives back too. Taking another cache's inbox is
+ * sent and have not taken gives back too, and every other thread flushes
+ * its whole cache at its next tick (no thread may touch another's bins). Taking another cache's inbox is
  * a drain like its owner's (one exchange): it is freed to the slabs.
  */
 void ka_tcache_trim(void)
 {
+	__atomic_fetch_add(&trim_epoch, 1, __ATOMIC_RELAXED);
 	ka_tcache_flush_all();
 	pthread_mutex_lock(&tcaches_lock);
 	for (struct ka_list *e = live.next; e != &live; e = e->next) {
@@ -450,6 +458,60 @@ void ka_tcache_thread_exit(void)
 	ka_tc = &empty_tcache;
 	tc_state = TC_DEAD;
 	retire(tc);
+}
+
+/*
+ * Housekeeping, driven by allocation: every KA_TICK_BYTES a thread
+ * allocates (on the fast path: one subtract and one branch) or spends in
+ * slow paths (ka_tcache_charge: refills, flushes, frees of large blocks,
+ * remote frees, every call of a cacheless thread or a debug mode), it
+ *  - gives free pages older than purge_delay_ms back to the OS and ages the
+ *    cache of freed huge mappings, so that memory goes back while the
+ *    program runs on its fast paths;
+ *  - every GC_TICKS ticks, returns half of every bin that neither refilled
+ *    nor flushed since the last such pass (a bin in use keeps its objects;
+ *    an idle one decays by half a pass), and sends its outboxes on. Every
+ *    tick would cost ring/512 19 instructions an operation in refills of
+ *    bins that were only balanced, not idle; every 8th costs ~2;
+ *  - refreshes the published stats.
+ * It runs with no kalloc lock held. A thread that stops calling kalloc does
+ * not tick: what it keeps is bounded by its bins (~1.7 MiB), page lists
+ * (512 KiB) and outboxes (8 x 32 KiB).
+ */
+static void tick(void)
+{
+	ka_tls.tick = KA_TICK_BYTES;
+	if (tc_state == TC_LIVE) {
+		struct ka_tcache *tc = ka_tc;
+		uint32_t epoch = __atomic_load_n(&trim_epoch, __ATOMIC_RELAXED);
+		post_all(tc);
+		drain_own(tc);
+		bool gc = ++ticks % GC_TICKS == 0;
+		for (unsigned c = 1; c < KA_NR_CLASSES && (gc || epoch != seen_epoch); c++) {
+			if (epoch != seen_epoch)
+				flush(tc, c, 0);
+			else if (!tc->busy[c] && tc->bins[c].count)
+				flush(tc, c, tc->bins[c].count / 2);
+			tc->busy[c] = 0;
+		}
+		seen_epoch = epoch;
+	}
+	ka_buddy_maybe_purge();
+	ka_large_purge(false);
+	if (ka_opt.publish)
+		ka_stats_publish();
+}
+
+void *ka_tcache_tick_after(void *p)
+{
+	tick();
+	return p;
+}
+
+void ka_tcache_charge(size_t bytes)
+{
+	if ((ka_tls.tick -= (int64_t)(bytes < KA_TICK_BYTES ? bytes : KA_TICK_BYTES)) < 0)
+		tick();
 }
 
 void *ka_tcache_malloc_slow(size_t n)

@@ -25,9 +25,15 @@
 
 #include "internal.h"
 
-extern __thread struct ka_tcache *ka_tc;
+extern __thread struct ka_tls ka_tls;
+#define ka_tc (ka_tls.tc)
 
 void *ka_tcache_malloc_slow(size_t n);
+/* The housekeeping tick, after a fast-path malloc that took the countdown
+ * below zero; returns p. */
+__attribute__((returns_nonnull)) void *ka_tcache_tick_after(void *p);
+/* Count `bytes` of slow-path work down, ticking when due; call with no lock held. */
+void ka_tcache_charge(size_t bytes);
 void ka_tcache_free_slow(void *p, const char *func);
 /* Fatal unless p is a live object of slab s (not freed, not inside one). */
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
@@ -51,6 +57,8 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 			b->count--;
 			/* Clear the key, so that a later free is not taken for a double one. */
 			((uint64_t *)p)[1] = 0;
+			if (KA_UNLIKELY((ka_tls.tick -= (int64_t)n) < 0))
+				return ka_tcache_tick_after(p);
 			return p;
 		}
 	}

@@ -332,6 +332,7 @@ struct ka_tcache {
 	uintptr_t secret;
 	struct ka_bin bins[KA_NR_CLASSES];
 	uint16_t fill[KA_NR_CLASSES]; /* objects the next refill brings: doubles up to max / 2 */
+	uint8_t busy[KA_NR_CLASSES];  /* refilled or flushed since the last tick (tcache.c, gc) */
 	struct ka_outbox out[KA_OUTBOXES];
 	size_t out_bytes;      /* in out[], for stats (read racily) */
 	struct ka_list node;   /* on the list of live thread caches */
@@ -345,6 +346,18 @@ struct ka_tcache {
 	char inbox_pad[64 - sizeof(uintptr_t)];
 };
 #define KA_INBOX_CLOSED ((uintptr_t)1)
+
+/*
+ * A thread's own words, side by side in TLS so that the fast path finds
+ * both with one address: its cache, and the countdown of bytes allocated
+ * until its next housekeeping tick (tcache.c). Never in a shared structure:
+ * every thread writes its own.
+ */
+struct ka_tls {
+	struct ka_tcache *tc;
+	int64_t tick;
+};
+#define KA_TICK_BYTES ((int64_t)1 << 20)
 #define KA_INBOX_SHIFT 48
 
 /*
