@@ -427,6 +427,13 @@ KA_INLINE bool ka_obj_marked_free(const struct ka_cache *c, const void *obj)
 /* Take up to n objects; tags the slabs they came from with owner (if not 0). */
 unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_t owner);
 void ka_slab_free_batch(struct ka_cache *c, void **objs, unsigned n);
+/*
+ * A kmalloc cache's refill in one move: the whole free list of the slab a
+ * refill for owner would take, if it holds at most max objects (*n of
+ * them), as a chain linked and marked as in a bin; else NULL and nothing
+ * taken. No object is touched.
+ */
+void *ka_slab_take_list(struct ka_cache *c, unsigned max, uint32_t owner, unsigned *n);
 /* Re-tag slab s, owned by `from` (a retired or no cache), to `to`; false if
  * its owner is no longer `from`. */
 bool ka_slab_adopt(struct ka_slab *s, uint32_t from, uint32_t to);

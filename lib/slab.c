@@ -227,6 +227,29 @@ unsigned ka_slab_alloc_batch(struct ka_cache *c, void **out, unsigned n, uint32_
 	return got;
 }
 
+void *ka_slab_take_list(struct ka_cache *c, unsigned max, uint32_t owner, unsigned *n)
+{
+	void *list = NULL;
+	*n = 0;
+	ka_lock(&c->lock);
+	struct ka_slab *s = refill_slab(c, owner);
+	if (s && s->freelist && c->objs - s->inuse <= max) {
+		/* A kmalloc slab's links are encoded as a bin's (link_off 0), and
+		 * its last one encodes NULL: the list moves as it stands. */
+		list = s->freelist;
+		*n = c->objs - s->inuse;
+		s->freelist = NULL;
+		s->inuse = c->objs;
+		c->active_objs += *n;
+		if (owner && s->owner != owner)
+			set_owner(c, s, owner);
+		settle(c, s);
+	}
+	ka_unlock(&c->lock);
+	ka_buddy_maybe_purge();
+	return list;
+}
+
 static bool holds_free_locked(struct ka_cache *c, struct ka_slab *s, void *obj)
 {
 	for (void *o = s->freelist; o; o = pop_link(c, s, o))

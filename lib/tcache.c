@@ -233,6 +233,18 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 	uint32_t want = tc->fill[cls];
 	if (want * 2 <= fill_max(b))
 		tc->fill[cls] = (uint16_t)(want * 2);
+	/* An empty bin takes a slab's whole free list when it is no more than
+	 * twice the refill (and fits the bin), touching no object; else the
+	 * objects come one by one. */
+	if (!b->head) {
+		unsigned n, most = want * 2 < b->max ? want * 2 : b->max;
+		void *list = ka_slab_take_list(&ka_kmalloc[cls], most, tc->id8 >> 8, &n);
+		if (list) {
+			b->head = list;
+			b->count = (uint16_t)n;
+			return;
+		}
+	}
 	void *objs[BATCH];
 	while (want) {
 		unsigned n = ka_slab_alloc_batch(&ka_kmalloc[cls], objs, want < BATCH ? want : BATCH, tc->id8 >> 8);
