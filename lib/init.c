@@ -14,6 +14,7 @@
  * handlers take all of them in it, so the child finds them consistent):
  */
 enum ka_lock_order {
+	KA_LOCK_LEAK,    /* leak.c: the live-block and stack tables (its scan takes all below) */
 	KA_LOCK_PUBLISH, /* stats.c: the published counters (it reads all below) */
 	KA_LOCK_TCACHES, /* tcache.c: the list of thread caches */
 	KA_LOCK_CACHES,  /* slab.c: the list of caches, then each cache's lock in list order */
@@ -37,6 +38,7 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static void prefork(void)
 {
 	ka_init();
+	ka_leak_prefork();
 	ka_stats_prefork();
 	ka_tcache_prefork();
 	ka_slab_prefork();
@@ -57,9 +59,12 @@ static void postfork(bool child)
 	ka_slab_postfork(child);
 	ka_tcache_postfork(child);
 	ka_stats_postfork(child);
+	ka_leak_postfork(child);
 }
 
-static void postfork_parent(void) { postfork(false); }
+/* The fork handlers, also leak.c's scan at exit. */
+void ka_lock_all(void) { prefork(); }
+void ka_unlock_all(void) { postfork(false); }
 static void postfork_child(void) { postfork(true); }
 
 static uint64_t random_word(void)
@@ -82,6 +87,7 @@ void ka_init_slow(void)
 	}
 	ka_options_init();
 	ka_debug_init();
+	ka_leak_init();
 	ka_secret = (uintptr_t)random_word();
 	do
 		ka_free_key = random_word();
@@ -90,7 +96,7 @@ void ka_init_slow(void)
 	ka_slab_init();
 	ka_tcache_init();
 	__atomic_store_n(&ka_ready, true, __ATOMIC_RELEASE);
-	pthread_atfork(prefork, postfork_parent, postfork_child);
+	pthread_atfork(ka_lock_all, ka_unlock_all, postfork_child);
 	pthread_mutex_unlock(&init_lock);
 }
 
