@@ -57,6 +57,7 @@
 #include <setjmp.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -115,6 +116,13 @@ static __thread uintptr_t th_lo, th_hi; /* the stack mapping, for walks */
 
 /* kalloc's own text: frames in it are not the program's. */
 static uintptr_t text_lo, text_hi;
+
+/* stderr as it was at start-up, kept for the report: programs close theirs
+ * before exit (coreutils' close_stdout). Used only while it is still the
+ * same file, so that a program that closed it and reused the number does
+ * not get the report in its data. */
+static int out_fd = -1;
+static struct stat out_st;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -433,8 +441,8 @@ static void add_root(uintptr_t lo, uintptr_t hi, bool foreign)
 
 static int object_roots(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	(void)size;
 	(void)arg;
+	bool has_tls = size >= offsetof(struct dl_phdr_info, dlpi_tls_data) + sizeof info->dlpi_tls_data;
 	uintptr_t own = (uintptr_t)&ka_opt, lo = 0, hi = 0;
 	bool self = false;
 	for (unsigned i = 0; i < info->dlpi_phnum; i++) {
@@ -458,7 +466,7 @@ static int object_roots(struct dl_phdr_info *info, size_t size, void *arg)
 		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
 		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W))
 			add_root(a, a + ph->p_memsz, true);
-		if (ph->p_type == PT_TLS && info->dlpi_tls_data)
+		if (ph->p_type == PT_TLS && has_tls && info->dlpi_tls_data)
 			add_root((uintptr_t)info->dlpi_tls_data,
 				 (uintptr_t)info->dlpi_tls_data + ph->p_memsz, true);
 	}
@@ -734,6 +742,14 @@ static void report(int fd, struct leak_stack **groups, size_t n, unsigned others
 	ka_buf_flush(&b, fd);
 }
 
+static bool same_file(int fd)
+{
+	struct stat st;
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == out_st.st_dev && st.st_ino == out_st.st_ino;
+}
+
+static int report_fd(void) { return same_file(out_fd) ? out_fd : 2; }
+
 /*
  * The whole report. __builtin_unwind_init and setjmp put the callee-saved
  * registers (which may hold the program's pointers) into this frame, which
@@ -796,7 +812,7 @@ static KA_NOINLINE void leak_report(void)
 	size_t n = gather(&s, groups, cap_stacks, &none);
 	size_t nlive = s.n;
 	ka_unlock_all();
-	report(2, groups, n, tasks > 1 ? tasks - 1 : 0, nlive, s.no_vm_read);
+	report(report_fd(), groups, n, tasks > 1 ? tasks - 1 : 0, nlive, s.no_vm_read);
 }
 
 __attribute__((destructor)) static void leak_at_exit(void)
@@ -816,6 +832,11 @@ void ka_leak_init(void)
 		return;
 	find_own_text();
 	pthread_key_create(&exit_key, thread_gone);
+	int fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
+	if (fd >= 0 && fstat(fd, &out_st) == 0)
+		out_fd = fd;
+	else if (fd >= 0)
+		close(fd);
 }
 
 void ka_leak_prefork(void) { pthread_mutex_lock(&leak_lock); }
