@@ -283,8 +283,13 @@ static KA_NOINLINE unsigned walk_stack(uintptr_t *out, const uintptr_t *site)
 {
 	unsigned n = 0;
 	uintptr_t fp = site ? (uintptr_t)site : (uintptr_t)__builtin_frame_address(0), lo = fp;
-	if (fp < th_lo || fp >= th_hi)
-		return 0;
+	if (fp < th_lo || fp >= th_hi) {
+		/* A stack kalloc does not know (a coroutine's, a signal stack):
+		 * only the call site, from api.c's own frame. */
+		if (site && !in_kalloc(site[1]))
+			out[n++] = site[1];
+		return n;
+	}
 	while (n < DEPTH && !(fp & 7) && fp >= lo && fp <= th_hi - 16) {
 		const uintptr_t *f = (const uintptr_t *)fp;
 		uintptr_t next = f[0], ra = f[1];
@@ -784,8 +789,10 @@ static KA_NOINLINE void leak_report(void)
 			s.live = ka_meta_alloc(cap_blocks * sizeof *s.live, 64);
 			s.work = ka_meta_alloc(cap_blocks * sizeof *s.work, 64);
 			groups = ka_meta_alloc(cap_stacks * sizeof *groups, 64);
-			if (!s.live || !s.work || !groups)
+			if (!s.live || !s.work || !groups) {
+				ka_warn("leak report", "no memory for the scan");
 				return;
+			}
 		}
 		ka_lock_all();
 		if ((nr_blocks <= cap_blocks && nr_stacks + 1 <= cap_stacks) || tries == 3)
@@ -801,6 +808,7 @@ static KA_NOINLINE void leak_report(void)
 			l->stack = blocks[i].stack;
 			l->marked = false;
 		}
+	untracked += nr_blocks - s.n; /* the tables outgrew the scratch: not scanned */
 	sort_live(s.live, s.n);
 	if (s.n) {
 		s.lo = s.live[0].addr;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "preload.h"
 
@@ -85,6 +86,13 @@ static int child(const char *name)
 {
 	note("leak_a", (void *)leak_a);
 	note("leak_b", (void *)leak_b);
+	static int fd[4];
+	pthread_t t;
+	char c;
+	if (strcmp(name, "sites") &&
+	    (pipe(fd) != 0 || pipe(fd + 2) != 0 || pthread_create(&t, NULL, blocked, fd) != 0 ||
+	     read(fd[2], &c, 1) != 1))
+		return 1;
 	if (!strcmp(name, "sites")) {
 		void *volatile on_stack = malloc(184);
 		hold();
@@ -92,13 +100,21 @@ static int child(const char *name)
 		leak_a(1000);
 		clear_stack();
 		note("held", on_stack);
+	} else if (!strcmp(name, "fork")) {
+		/* The child has one thread: `blocked` is gone there, and so is
+		 * what only its stack held. The parent leaves without a report. */
+		fflush(stderr);
+		pid_t kid = fork();
+		if (kid == 0) {
+			for (int i = 0; i < 7; i++)
+				memset(malloc(56), 0, 56);
+			clear_stack();
+			exit(0);
+		}
+		int st;
+		waitpid(kid, &st, 0);
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
 	} else if (!strcmp(name, "threads")) {
-		static int fd[4];
-		pthread_t t;
-		char c;
-		if (pipe(fd) != 0 || pipe(fd + 2) != 0 || pthread_create(&t, NULL, blocked, fd) != 0 ||
-		    read(fd[2], &c, 1) != 1)
-			return 1;
 		pthread_t s;
 		pthread_create(&s, NULL, short_lived, NULL);
 		pthread_join(s, NULL);
@@ -157,7 +173,7 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "child"))
 		return child(argv[2]);
 	kalloc_lib();
-	plan(13);
+	plan(16);
 	static char out[1 << 20];
 	struct group g[16];
 
@@ -190,6 +206,17 @@ int main(int argc, char **argv)
 	ok(!find(g, n, 88) && n == 2, "threads: the block held on a running thread's stack is not");
 	ok(strstr(out, "leak report is partial: 1 other threads still running") != NULL,
 	   "threads: the report says it is partial");
+	if (n != 2)
+		diag("child output:\n%.3000s", out);
+
+	st = run_case("leak:1", "fork", out, sizeof out);
+	n = groups(out, g, 16);
+	const struct group *k = find(g, n, 56), *h = find(g, n, 88);
+	ok(exited_ok(st) && k && k->count == 7, "fork: the child's 7 leaks reported by the child");
+	ok(h && h->count == 1 && n == 2,
+	   "fork: the block only a thread of the parent held is a leak in the child, nothing else");
+	ok(strstr(out, "leak report: ") && !strstr(out, "partial"),
+	   "fork: the child's report is complete (its only thread is the one that exits)");
 	if (n != 2)
 		diag("child output:\n%.3000s", out);
 	return tap_failed != 0;

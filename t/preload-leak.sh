@@ -52,7 +52,8 @@ ts = [threading.Thread(target=work, args=(k,)) for k in range(3)]
 [t.start() for t in ts]; [t.join() for t in ts]
 for k in sorted(out): print(k, out[k])
 PY
-PY=$(command -v python3 || echo python3)
+# The interpreter itself, not a wrapper script (pyenv shims run bash first).
+PY=$(python3 -c "import sys; print(sys.executable)" 2>/dev/null || echo python3)
 leak "python3 threads, dicts, strings (PYTHONMALLOC=malloc)" env PYTHONMALLOC=malloc "$PY" "$tmp/py.py"
 leak "python3 -c, its own allocator" "$PY" -c 'import json; print(len(json.dumps({str(i): [i] * 5 for i in range(20000)})))'
 leak "ls -la of /usr/bin (closes its stderr at exit)" ls -la /usr/bin
