@@ -4,37 +4,16 @@
 # scanned at exit), give the same output as without kalloc, and print the
 # leak report on stderr, even those that close their stderr before exit
 # (coreutils' close_stdout).
-lib=${KALLOC_LIB:-$(pwd)/lib/.libs/libkalloc.so}
-if [ ! -f "$lib" ]; then
-	echo "1..0 # SKIP no libkalloc.so at $lib"
-	exit 0
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n=0
-fails=0
-say() { n=$((n + 1)); echo "$1 $n - $2"; }
+. "${srcdir:-.}/t/preload.sh"
+conf=leak:1
 
 # leak NAME COMMAND...: same stdout and exit 0 as without kalloc, and a report.
 leak() {
-	name=$1
-	shift
-	if ! command -v "$1" >/dev/null 2>&1; then
-		say ok "# SKIP $name: $1 not installed"
-		return
-	fi
-	(cd "$tmp" && "$@") >"$tmp/plain.out" 2>"$tmp/plain.err"
-	pst=$?
-	(cd "$tmp" && KALLOC_CONF=leak:1 LD_PRELOAD="$lib" "$@") >"$tmp/ka.out" 2>"$tmp/ka.err"
-	kst=$?
-	if [ "$pst" -eq 0 ] && [ "$kst" -eq 0 ] && cmp -s "$tmp/plain.out" "$tmp/ka.out" &&
-		grep -q '^kalloc: leak report: [0-9]* unreferenced objects' "$tmp/ka.err"; then
+	run_both "$@" || return 0
+	if both_ok && grep -q '^kalloc: leak report: [0-9]* unreferenced objects' "$tmp/ka.err"; then
 		say ok "$name: same output, exit 0, $(grep '^kalloc: leak report: ' "$tmp/ka.err" | head -1 | cut -d' ' -f4-)"
 	else
-		say "not ok" "$name: exit $pst without kalloc, $kst with leak:1"
-		diff "$tmp/plain.out" "$tmp/ka.out" | head -5 | sed 's/^/# /'
-		grep -v '^    \[' "$tmp/ka.err" | tail -10 | sed 's/^/# stderr: /'
-		fails=$((fails + 1))
+		not_ok "leak report: $(grep -c '^kalloc: leak report: ' "$tmp/ka.err")"
 	fi
 }
 
