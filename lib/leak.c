@@ -13,9 +13,9 @@
  *    tombstones) of {address, requested size, stack}, load at most 1/2,
  *    doubled from ka_meta_alloc when full (the old table stays in the
  *    metadata, so what is wasted is at most the final table's size).
- *  - stacks: deduplicated by hash in chained buckets; a stack record is
- *    never changed or removed once linked, so the report reads it without
- *    the lock. Frames are return addresses from a frame-pointer walk of the
+ *  - stacks: deduplicated by hash in chained buckets; a stack record's
+ *    frames never change and it is never removed, so the report prints
+ *    them after the locks are dropped. Frames are return addresses from a frame-pointer walk of the
  *    calling thread's stack (walk_stack), from the frame record of the
  *    program's call that api.c passes down (KA_SITE).
  *  - threads: the first allocation of a thread records its stack mapping
@@ -766,6 +766,11 @@ static KA_NOINLINE void leak_report(void)
 	__builtin_unwind_init();
 	setjmp(regs);
 	unsigned tasks = count_tasks();
+	uintptr_t lo, hi;
+	if (!th_hi && mapping_of((uintptr_t)&regs, &lo, &hi) && !ka_map_entry((uintptr_t)&regs)) {
+		th_lo = lo; /* the exiting thread never allocated */
+		th_hi = hi;
+	}
 	nr_roots = nr_objs = 0;
 	roots_cut = false;
 	dl_iterate_phdr(object_roots, NULL);
