@@ -35,8 +35,8 @@
  *     (callee-saved registers spilled into it first), its thread control
  *     block, and the stack mappings of the other threads kalloc knows
  *     (glibc keeps their static TLS and control block at the top of that
- *     mapping). Other threads' memory is read with process_vm_readv, which
- *     fails instead of faulting if a range went away.
+ *     mapping). Roots are read with process_vm_readv, which fails instead
+ *     of faulting if a range went away (struct range).
  *  2. With every kalloc lock held (ka_lock_all), the live blocks are copied
  *     into a sorted array (scratch from ka_meta_alloc, taken before), every
  *     aligned word of the roots that falls inside a live block, at its start
@@ -418,9 +418,13 @@ out:
 
 /* ------------------------------------------------------------ roots */
 
+/* A root. Every root is read through process_vm_readv, which fails where
+ * a read would fault; if the system refuses that call (seccomp), the
+ * exiting thread's own ranges and the loaded objects' are read directly
+ * (mapped for as long as the object is loaded), other threads' not at all. */
 struct range {
 	uintptr_t lo, hi;
-	bool foreign; /* may go away under the scan: read with process_vm_readv */
+	bool other; /* another thread's: it may go away under the scan */
 };
 
 struct object {
@@ -433,7 +437,7 @@ static struct object objs[MAX_OBJS];
 static unsigned nr_roots, nr_objs;
 static bool roots_cut; /* some root did not fit */
 
-static void add_root(uintptr_t lo, uintptr_t hi, bool foreign)
+static void add_root(uintptr_t lo, uintptr_t hi, bool other)
 {
 	if (hi <= lo)
 		return;
@@ -441,7 +445,7 @@ static void add_root(uintptr_t lo, uintptr_t hi, bool foreign)
 		roots_cut = true;
 		return;
 	}
-	roots[nr_roots++] = (struct range){lo, hi, foreign};
+	roots[nr_roots++] = (struct range){lo, hi, other};
 }
 
 static int object_roots(struct dl_phdr_info *info, size_t size, void *arg)
@@ -470,10 +474,10 @@ static int object_roots(struct dl_phdr_info *info, size_t size, void *arg)
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
 		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W))
-			add_root(a, a + ph->p_memsz, true);
+			add_root(a, a + ph->p_memsz, false);
 		if (ph->p_type == PT_TLS && has_tls && info->dlpi_tls_data)
 			add_root((uintptr_t)info->dlpi_tls_data,
-				 (uintptr_t)info->dlpi_tls_data + ph->p_memsz, true);
+				 (uintptr_t)info->dlpi_tls_data + ph->p_memsz, false);
 	}
 	return 0;
 }
@@ -513,7 +517,8 @@ struct scan {
 	uint32_t *work;
 	size_t nwork;
 	uintptr_t lo, hi; /* of all live blocks */
-	bool no_vm_read;  /* process_vm_readv refused: foreign ranges skipped */
+	bool no_vm_read;  /* process_vm_readv refused */
+	bool skipped;     /* so other threads' ranges were not read */
 };
 
 static void sift(struct live *a, size_t i, size_t n)
@@ -574,7 +579,7 @@ static void scan_words(struct scan *s, const void *mem, size_t bytes)
 }
 
 /* A range that may not be mapped all through: page by page, copied. */
-static void scan_foreign(struct scan *s, uintptr_t lo, uintptr_t hi)
+static void scan_copied(struct scan *s, uintptr_t lo, uintptr_t hi)
 {
 	pid_t pid = getpid();
 	uintptr_t buf[PAGE / sizeof(uintptr_t)];
@@ -592,13 +597,18 @@ static void scan_foreign(struct scan *s, uintptr_t lo, uintptr_t hi)
 	}
 }
 
-static void scan_range(struct scan *s, uintptr_t lo, uintptr_t hi, bool foreign)
+static void scan_range(struct scan *s, uintptr_t lo, uintptr_t hi, bool other)
 {
 	lo = (lo + 7) & ~(uintptr_t)7;
 	if (hi <= lo)
 		return;
-	if (foreign)
-		scan_foreign(s, lo, hi);
+	if (!s->no_vm_read)
+		scan_copied(s, lo, hi);
+	if (!s->no_vm_read)
+		return;
+	/* Refused (from the first page: seccomp refuses all or nothing). */
+	if (other)
+		s->skipped = true;
 	else
 		scan_words(s, (const void *)lo, (size_t)(hi - lo));
 }
@@ -617,10 +627,10 @@ static void scan_closure(struct scan *s)
 static KA_NOINLINE void mark(struct scan *s, uintptr_t from)
 {
 	if (from >= th_lo && from < th_hi)
-		scan_range(s, from, th_hi, false);
+		scan_words(s, (const void *)from, th_hi - from);
 	for (unsigned i = 0; i < nr_roots; i++) {
 		consider(s, roots[i].lo); /* a TLS block may itself be a live block */
-		scan_range(s, roots[i].lo, roots[i].hi, roots[i].foreign);
+		scan_range(s, roots[i].lo, roots[i].hi, roots[i].other);
 	}
 	for (struct leak_thread *t = threads; t; t = t->next)
 		if (t->live && t != th_self && t->hi)
@@ -707,7 +717,7 @@ static size_t gather(struct scan *s, struct leak_stack **groups, size_t cap, str
 }
 
 static void report(int fd, struct leak_stack **groups, size_t n, unsigned others, size_t nlive,
-		   bool no_vm_read)
+		   bool skipped)
 {
 	size_t objects = 0, bytes = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -726,7 +736,7 @@ static void report(int fd, struct leak_stack **groups, size_t n, unsigned others
 	ka_buf_str(&b, " stacks; ");
 	ka_buf_u64(&b, nlive, 0);
 	ka_buf_str(&b, " live blocks scanned\n");
-	if (others || untracked || roots_cut || no_vm_read) {
+	if (others || untracked || roots_cut || skipped) {
 		ka_buf_str(&b, "kalloc: leak report is partial:");
 		if (others) {
 			ka_buf_str(&b, " ");
@@ -740,8 +750,8 @@ static void report(int fd, struct leak_stack **groups, size_t n, unsigned others
 		}
 		if (roots_cut)
 			ka_buf_str(&b, " too many root ranges;");
-		if (no_vm_read)
-			ka_buf_str(&b, " other threads' memory unreadable (process_vm_readv refused);");
+		if (skipped)
+			ka_buf_str(&b, " other threads' stacks not read (process_vm_readv refused);");
 		ka_buf_str(&b, "\n");
 	}
 	ka_buf_flush(&b, fd);
@@ -777,7 +787,8 @@ static KA_NOINLINE void leak_report(void)
 	/* The control block of the exiting thread (for the main thread it is
 	 * not in its stack mapping): pthread_setspecific values live there. */
 	uintptr_t tp = (uintptr_t)__builtin_thread_pointer();
-	add_root(tp, tp + TCB_SCAN, true);
+	if (mapping_of(tp, &lo, &hi))
+		add_root(tp, tp + TCB_SCAN < hi ? tp + TCB_SCAN : hi, false);
 
 	struct scan s;
 	memset(&s, 0, sizeof s);
@@ -825,7 +836,7 @@ static KA_NOINLINE void leak_report(void)
 	size_t n = gather(&s, groups, cap_stacks, &none);
 	size_t nlive = s.n;
 	ka_unlock_all();
-	report(report_fd(), groups, n, tasks > 1 ? tasks - 1 : 0, nlive, s.no_vm_read);
+	report(report_fd(), groups, n, tasks > 1 ? tasks - 1 : 0, nlive, s.skipped);
 }
 
 __attribute__((destructor)) static void leak_at_exit(void)
