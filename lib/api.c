@@ -36,16 +36,38 @@ void free_aligned_sized(void *p, size_t align, size_t size);
 
 /* ------------------------------------------------------------ helpers */
 
-static KA_NOINLINE void *malloc_slow(size_t n)
+/*
+ * Where the program called, for leak:1's stack walk (leak.c): a frame
+ * record {saved frame pointer, return address}. The family's slow paths
+ * below are noinline and tail-called, so their own frame is that record
+ * for the program's call: its return address is the call site, the frame
+ * pointer it saved is the program's. Asking for it makes only the slow
+ * path set up a frame, never the fast path.
+ */
+#define KA_SITE() ((const uintptr_t *)__builtin_frame_address(0))
+
+/* site NULL: malloc's, which tail-calls here. */
+static KA_NOINLINE void *malloc_slow(size_t n, const uintptr_t *site)
 {
+	if (!site)
+		site = KA_SITE();
 	ka_init();
 	ka_tcache_charge(n > KA_SMALL_MAX ? n : KA_SMALL_MAX);
 	if (KA_UNLIKELY(ka_opt.publish))
 		ka_stats_publish();
-	void *p = n > PTRDIFF_MAX ? NULL : ka_debug_on ? ka_debug_alloc(n, 0) : ka_tcache_malloc_slow(n);
+	void *p = n > PTRDIFF_MAX ? NULL : ka_debug_on ? ka_debug_alloc(n, 0, site) : ka_tcache_malloc_slow(n);
 	if (!p)
 		errno = ENOMEM;
 	return p;
+}
+
+/* malloc for the family's other members, from their site. */
+static inline void *malloc_from(size_t n, const uintptr_t *site)
+{
+	void *p = ka_tcache_malloc(n);
+	if (KA_LIKELY(p != NULL))
+		return p;
+	return malloc_slow(n, site);
 }
 
 /* A free on a slow path counts as this much work towards the next tick, so
@@ -76,23 +98,33 @@ static size_t usable(void *p, const char *func)
 	return s->cache->size;
 }
 
-/* Blocks malloc gives are 16-aligned, and 8-aligned for 1..8 bytes. */
-static inline bool malloc_aligns(size_t align, size_t size) { return align <= 16 && (align <= 8 || size > 8); }
+/* Every block malloc gives is 16-aligned (1 to 16 bytes: kmalloc-16). */
+static inline bool malloc_aligns(size_t align, size_t size)
+{
+	(void)size;
+	return align <= 16;
+}
 
-static void *alloc_aligned(size_t align, size_t size)
+static void *alloc_aligned(size_t align, size_t size, const uintptr_t *site)
 {
 	if (malloc_aligns(align, size))
-		return KA_API(malloc)(size);
+		return malloc_from(size, site);
 	if (size > PTRDIFF_MAX) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	ka_init();
 	unsigned cls = ka_class_for_align(size ? size : 1, align);
-	void *p = ka_debug_on ? ka_debug_alloc(size, align) : cls ? KA_API(malloc)(ka_classes[cls].size) : ka_large_alloc(size, align, false);
+	void *p = ka_debug_on ? ka_debug_alloc(size, align, site) : cls ? KA_API(malloc)(ka_classes[cls].size) : ka_large_alloc(size, align, false);
 	if (!p)
 		errno = ENOMEM;
 	return p;
+}
+
+/* The aligned family's slow path (tail-called: KA_SITE). */
+static KA_NOINLINE void *aligned_from(size_t align, size_t size)
+{
+	return alloc_aligned(align, size, KA_SITE());
 }
 
 /* glibc's memalign: an alignment that is not a power of two is rounded up. */
@@ -104,7 +136,7 @@ static void *memalign_glibc(size_t align, size_t size)
 	}
 	if (align & (align - 1))
 		align = (size_t)1 << (64 - __builtin_clzl(align));
-	return alloc_aligned(align, size);
+	return aligned_from(align, size);
 }
 
 /* ------------------------------------------------------------ the family */
@@ -114,7 +146,7 @@ KA_EXPORT void *KA_API(malloc)(size_t n)
 	void *p = ka_tcache_malloc(n);
 	if (KA_LIKELY(p != NULL))
 		return p;
-	return malloc_slow(n);
+	return malloc_slow(n, NULL);
 }
 
 KA_EXPORT void KA_API(free)(void *p)
@@ -124,6 +156,22 @@ KA_EXPORT void KA_API(free)(void *p)
 	free_slow(p, "free()");
 }
 
+/* calloc past the thread cache (tail-called: KA_SITE). */
+static KA_NOINLINE void *calloc_slow(size_t n)
+{
+	ka_init();
+	if (n > KA_SMALL_MAX && !ka_debug_on) {
+		void *p = ka_large_alloc(n, KA_PAGE_SIZE, true);
+		if (!p)
+			errno = ENOMEM;
+		return p;
+	}
+	void *p = malloc_slow(n, KA_SITE());
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
 KA_EXPORT void *KA_API(calloc)(size_t nmemb, size_t size)
 {
 	size_t n;
@@ -131,31 +179,24 @@ KA_EXPORT void *KA_API(calloc)(size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (n > KA_SMALL_MAX) {
-		ka_init();
-		void *p = ka_debug_on ? ka_debug_alloc(n, 0) : ka_large_alloc(n, KA_PAGE_SIZE, true);
-		if (!p)
-			errno = ENOMEM;
-		else if (ka_debug_on)
-			memset(p, 0, n);
-		return p;
-	}
-	void *p = KA_API(malloc)(n);
-	if (p)
-		memset(p, 0, n);
-	return p;
+	void *p = ka_tcache_malloc(n);
+	if (KA_LIKELY(p != NULL))
+		return memset(p, 0, n);
+	return calloc_slow(n);
 }
 
-KA_EXPORT void *KA_API(realloc)(void *p, size_t n)
+/* realloc and reallocarray tail-call this: KA_SITE. */
+static KA_NOINLINE void *realloc_from(void *p, size_t n)
 {
+	const uintptr_t *site = KA_SITE();
 	if (!p)
-		return KA_API(malloc)(n);
+		return malloc_from(n, site);
 	if (n == 0) {
 		free_slow(p, "realloc()");
 		return NULL;
 	}
 	if (ka_debug_on) {
-		void *q = n <= PTRDIFF_MAX ? ka_debug_realloc(p, n) : NULL;
+		void *q = n <= PTRDIFF_MAX ? ka_debug_realloc(p, n, site) : NULL;
 		if (!q)
 			errno = ENOMEM;
 		return q;
@@ -181,6 +222,8 @@ KA_EXPORT void *KA_API(realloc)(void *p, size_t n)
 	return q;
 }
 
+KA_EXPORT void *KA_API(realloc)(void *p, size_t n) { return realloc_from(p, n); }
+
 KA_EXPORT void *KA_API(reallocarray)(void *p, size_t nmemb, size_t size)
 {
 	size_t n;
@@ -188,20 +231,26 @@ KA_EXPORT void *KA_API(reallocarray)(void *p, size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return KA_API(realloc)(p, n);
+	return realloc_from(p, n);
 }
 
-KA_EXPORT int KA_API(posix_memalign)(void **out, size_t align, size_t size)
+/* posix_memalign's body, tail-called (KA_SITE). */
+static KA_NOINLINE int posix_memalign_from(void **out, size_t align, size_t size)
 {
 	if (align < sizeof(void *) || (align & (align - 1)))
 		return EINVAL;
 	int saved = errno;
-	void *p = alloc_aligned(align, size);
+	void *p = alloc_aligned(align, size, KA_SITE());
 	errno = saved;
 	if (!p)
 		return ENOMEM;
 	*out = p;
 	return 0;
+}
+
+KA_EXPORT int KA_API(posix_memalign)(void **out, size_t align, size_t size)
+{
+	return posix_memalign_from(out, align, size);
 }
 
 KA_EXPORT void *KA_API(aligned_alloc)(size_t align, size_t size)
@@ -214,7 +263,7 @@ KA_EXPORT void *KA_API(memalign)(size_t align, size_t size)
 	return memalign_glibc(align, size);
 }
 
-KA_EXPORT void *KA_API(valloc)(size_t size) { return alloc_aligned(KA_PAGE_SIZE, size); }
+KA_EXPORT void *KA_API(valloc)(size_t size) { return aligned_from(KA_PAGE_SIZE, size); }
 
 KA_EXPORT void *KA_API(pvalloc)(size_t size)
 {
@@ -223,7 +272,7 @@ KA_EXPORT void *KA_API(pvalloc)(size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return alloc_aligned(KA_PAGE_SIZE, n ? n : KA_PAGE_SIZE);
+	return aligned_from(KA_PAGE_SIZE, n ? n : KA_PAGE_SIZE);
 }
 
 KA_EXPORT size_t KA_API(malloc_usable_size)(void *p)
@@ -321,7 +370,7 @@ KA_EXPORT struct kmem_cache *kalloc_cache_create(const char *name, size_t size, 
 KA_EXPORT void *kalloc_cache_alloc(struct kmem_cache *cache, unsigned flags)
 {
 	struct ka_cache *c = (struct ka_cache *)cache;
-	void *p = ka_debug_on ? ka_debug_cache_alloc(c) : ka_cache_alloc(c);
+	void *p = ka_debug_on ? ka_debug_cache_alloc(c, NULL) : ka_cache_alloc(c);
 	if (!p)
 		errno = ENOMEM;
 	else if (flags & KALLOC_ZERO)

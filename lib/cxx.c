@@ -174,7 +174,7 @@ static KA_NOINLINE void *new_slow(size_t n, size_t align, bool nothrow)
 	if (align & (align - 1))
 		ka_fatal("operator new", "alignment is not a power of two:", (void *)align, NULL);
 	for (;;) {
-		void *p = align ? alloc_aligned(align, n) : malloc_slow(n);
+		void *p = align ? alloc_aligned(align, n, KA_SITE()) : malloc_slow(n, NULL);
 		if (p)
 			return p;
 		ka_new_handler h = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;

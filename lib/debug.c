@@ -18,6 +18,9 @@
  *                (even one whose key word was overwritten). poison implies it: a poisoned object has
  *                no room for the cheap double-free key.
  *
+ *   leak         kmemleak: every block is recorded with its stack, the
+ *                unreferenced ones reported at exit (leak.c).
+ *
  * Any mode switches the thread caches off at start-up (tcache_max 0), so
  * every malloc and free misses the inline fast path and api.c hands it
  * here from its slow path: the fast path itself carries no flag test
@@ -40,7 +43,7 @@ bool ka_debug_on;
 
 void ka_debug_init(void)
 {
-	ka_debug_on = ka_opt.poison || ka_opt.redzone || ka_opt.consistency;
+	ka_debug_on = ka_opt.poison || ka_opt.redzone || ka_opt.consistency || ka_opt.leak;
 	if (ka_debug_on)
 		ka_opt.tcache_max = 0;
 }
@@ -179,7 +182,7 @@ static void *take(struct ka_cache *c)
 	return obj;
 }
 
-void *ka_debug_alloc(size_t n, size_t align)
+void *ka_debug_alloc(size_t n, size_t align, const uintptr_t *site)
 {
 	size_t need = n, usable;
 	if (ka_opt.redzone && __builtin_add_overflow(n, RZ_MIN + RZ_TRAILER, &need))
@@ -200,6 +203,8 @@ void *ka_debug_alloc(size_t n, size_t align)
 		memset(p, POISON_INUSE, n);
 	if (ka_opt.redzone)
 		set_redzone(p, n, usable);
+	if (ka_opt.leak)
+		ka_leak_alloc(p, n, site);
 	return p;
 }
 
@@ -236,6 +241,8 @@ void ka_debug_free(void *p, const char *func)
 	if (!p)
 		return;
 	struct ka_slab *s = slab_checked(p, func);
+	if (ka_opt.leak)
+		ka_leak_free(p);
 	if (!s) {
 		if (ka_opt.redzone)
 			check_redzone(p, ka_large_usable(p, func), func, "large");
@@ -249,10 +256,10 @@ void ka_debug_free(void *p, const char *func)
 	ka_cache_free(c, p, func);
 }
 
-void *ka_debug_realloc(void *p, size_t n)
+void *ka_debug_realloc(void *p, size_t n, const uintptr_t *site)
 {
 	size_t old = ka_debug_usable(p, "realloc()");
-	void *q = ka_debug_alloc(n, 0);
+	void *q = ka_debug_alloc(n, 0, site);
 	if (!q)
 		return NULL;
 	memcpy(q, p, old < n ? old : n);
@@ -260,11 +267,13 @@ void *ka_debug_realloc(void *p, size_t n)
 	return q;
 }
 
-void *ka_debug_cache_alloc(struct ka_cache *c)
+void *ka_debug_cache_alloc(struct ka_cache *c, const uintptr_t *site)
 {
 	void *p = take(c);
 	if (p && poisoned(c))
 		memset(p, POISON_INUSE, c->size);
+	if (p && ka_opt.leak)
+		ka_leak_alloc(p, c->size, site);
 	return p;
 }
 
@@ -273,6 +282,8 @@ void ka_debug_cache_free(struct ka_cache *c, void *p)
 	struct ka_slab *s = slab_checked(p, "kmem_cache_free()");
 	if (!s || s->cache != c)
 		ka_fatal("kmem_cache_free()", "object of another cache:", p, c->name);
+	if (ka_opt.leak)
+		ka_leak_free(p);
 	ka_poison_object(c, p);
 	ka_cache_free(c, p, "kmem_cache_free()");
 }

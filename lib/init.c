@@ -18,6 +18,7 @@
  * huge lock held (internal.h, ka_lock; os.c checks it):
  */
 enum ka_lock_order {
+	KA_LOCK_LEAK,    /* leak.c: the live-block and stack tables (its scan takes all below) */
 	KA_LOCK_PUBLISH, /* stats.c: the published counters (it reads all below) */
 	KA_LOCK_TCACHES, /* tcache.c: the list of thread caches */
 	KA_LOCK_PCP,     /* pcp.c: the list of page lists (nothing is taken under it) */
@@ -50,6 +51,7 @@ static const struct {
 	void (*take)(void);
 	void (*give)(bool child);
 } locks[KA_NR_LOCKS] = {
+	[KA_LOCK_LEAK] = {"leak", ka_leak_prefork, ka_leak_postfork},
 	[KA_LOCK_PUBLISH] = {"publish", ka_stats_prefork, ka_stats_postfork},
 	[KA_LOCK_TCACHES] = {"tcaches", ka_tcache_prefork, ka_tcache_postfork},
 	[KA_LOCK_PCP] = {"pcp", ka_pcp_prefork, ka_pcp_postfork},
@@ -89,6 +91,7 @@ static void take(int lock)
 static void prefork(void)
 {
 	ka_init();
+	take(KA_LOCK_LEAK);
 	take(KA_LOCK_PUBLISH);
 	take(KA_LOCK_TCACHES);
 	take(KA_LOCK_PCP);
@@ -106,7 +109,9 @@ static void postfork(bool child)
 		locks[k].give(child);
 }
 
-static void postfork_parent(void) { postfork(false); }
+/* The fork handlers, also leak.c's scan at exit. */
+void ka_lock_all(void) { prefork(); }
+void ka_unlock_all(void) { postfork(false); }
 static void postfork_child(void) { postfork(true); }
 
 static uint64_t random_word(void)
@@ -130,6 +135,7 @@ void ka_init_slow(void)
 	ka_report_init();
 	ka_options_init();
 	ka_debug_init();
+	ka_leak_init();
 	ka_secret = (uintptr_t)random_word();
 	do
 		ka_free_key = random_word();
@@ -140,7 +146,7 @@ void ka_init_slow(void)
 	ka_tcache_init();
 	ka_pcp_init();
 	__atomic_store_n(&ka_ready, true, __ATOMIC_RELEASE);
-	pthread_atfork(prefork, postfork_parent, postfork_child);
+	pthread_atfork(ka_lock_all, ka_unlock_all, postfork_child);
 	pthread_mutex_unlock(&init_lock);
 }
 

@@ -145,6 +145,7 @@ struct ka_options {
 	/* The exit report goes here ("" = stderr); copied out of environ at
 	 * start-up, as programs may rewrite environ for their process title. */
 	char stats_file[KA_OPT_STR_MAX];
+	uint64_t leak;           /* record every block's stack; report unreferenced ones at exit */
 };
 extern struct ka_options ka_opt;
 
@@ -480,12 +481,23 @@ void ka_stats_postfork(bool child);
 extern bool ka_debug_on;
 void ka_debug_init(void); /* after the options: sets ka_debug_on, turns thread caches off */
 void ka_poison_object(const struct ka_cache *c, void *obj); /* no-op unless poisoning */
-void *ka_debug_alloc(size_t n, size_t align); /* align 0: malloc's */
+/* site: the program's call as a frame record {frame pointer, return
+ * address} (api.c, KA_SITE), for leak:1's stack walk; NULL: walk from here */
+void *ka_debug_alloc(size_t n, size_t align, const uintptr_t *site); /* align 0: malloc's */
 void ka_debug_free(void *p, const char *func);
-void *ka_debug_realloc(void *p, size_t n);
+void *ka_debug_realloc(void *p, size_t n, const uintptr_t *site);
 size_t ka_debug_usable(void *p, const char *func);
-void *ka_debug_cache_alloc(struct ka_cache *c);
+void *ka_debug_cache_alloc(struct ka_cache *c, const uintptr_t *site);
 void ka_debug_cache_free(struct ka_cache *c, void *p);
+
+/* --------------------------------------------------------------------- leak.c */
+/* leak:1, after kmemleak (see leak.c). Called from debug.c with no lock held:
+ * after a block is taken, and before it is given back. */
+void ka_leak_alloc(void *p, size_t size, const uintptr_t *site);
+void ka_leak_free(void *p);
+void ka_leak_init(void); /* after ka_debug_init */
+void ka_leak_prefork(void);
+void ka_leak_postfork(bool child);
 
 /* -------------------------------------------------------------------- large.c */
 /* size > KA_SMALL_MAX, or any size with align > KA_SMALL_ALIGN_MAX. NULL if refused. */
@@ -537,6 +549,9 @@ void ka_set_prefork_hook(void (*hook)(int lock));
 const char *ka_test_lock_name(int lock);
 void ka_test_lock(int lock);
 void ka_test_unlock(int lock);
+/* Take every kalloc lock in the written order (as fork does), and give them back. */
+void ka_lock_all(void);
+void ka_unlock_all(void);
 KA_INLINE void ka_init(void)
 {
 	if (KA_UNLIKELY(!__atomic_load_n(&ka_ready, __ATOMIC_ACQUIRE)))

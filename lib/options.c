@@ -62,6 +62,8 @@ static const struct option {
 	 "1: publish the stats tables in /dev/shm/kalloc.PID for tools/kalloc-top", 0},
 	{"tcache_max", offsetof(struct ka_options, tcache_max), 0, 4096, NULL,
 	 "objects per thread-cache bin at most (0: no thread cache, every call slow)", 0},
+	{"leak", offsetof(struct ka_options, leak), 0, 1, NULL,
+	 "1: record each block's stack; at exit report the blocks nothing points to (kmemleak)", 0},
 };
 
 static void bad(const char *what, const char *s, size_t n)

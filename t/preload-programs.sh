@@ -1,36 +1,15 @@
 #!/bin/sh
 # t/preload-programs.sh: real programs under LD_PRELOAD=libkalloc.so give
 # the same output as without it and exit 0.
-lib=${KALLOC_LIB:-$(pwd)/lib/.libs/libkalloc.so}
-if [ ! -f "$lib" ]; then
-	echo "1..0 # SKIP no libkalloc.so at $lib"
-	exit 0
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n=0
-fails=0
-say() { n=$((n + 1)); echo "$1 $n - $2"; }
+. "${srcdir:-.}/t/preload.sh"
 
 # same NAME COMMAND...: run with and without kalloc, compare stdout and status.
 same() {
-	name=$1
-	shift
-	if ! command -v "$1" >/dev/null 2>&1; then
-		say ok "# SKIP $name: $1 not installed"
-		return
-	fi
-	(cd "$tmp" && "$@") >"$tmp/plain.out" 2>"$tmp/plain.err"
-	pst=$?
-	(cd "$tmp" && LD_PRELOAD="$lib" "$@") >"$tmp/ka.out" 2>"$tmp/ka.err"
-	kst=$?
-	if [ "$pst" -eq 0 ] && [ "$kst" -eq 0 ] && cmp -s "$tmp/plain.out" "$tmp/ka.out"; then
+	run_both "$@" || return 0
+	if both_ok; then
 		say ok "$name: same output ($(wc -c <"$tmp/ka.out") bytes), exit 0"
 	else
-		say "not ok" "$name: exit $pst without kalloc, $kst with it"
-		diff "$tmp/plain.out" "$tmp/ka.out" | head -5 | sed 's/^/# /'
-		sed 's/^/# stderr: /' "$tmp/ka.err" | head -10
-		fails=$((fails + 1))
+		not_ok
 	fi
 }
 
