@@ -70,17 +70,13 @@ static inline void *malloc_from(size_t n, const uintptr_t *site)
 	return malloc_slow(n, site);
 }
 
-/* A free on a slow path counts as this much work towards the next tick, so
- * that a phase that only frees (large blocks, remote objects) still ticks. */
-#define FREE_CHARGE (16 * KA_PAGE_SIZE)
-
 static KA_NOINLINE void free_slow(void *p, const char *func)
 {
 	int saved = errno;
-	if (ka_ready)
-		ka_tcache_charge(FREE_CHARGE);
-	if (ka_debug_on)
+	if (ka_debug_on) {
+		ka_tcache_charge(KA_TCACHE_FREE_CHARGE);
 		ka_debug_free(p, func);
+	}
 	else
 		ka_tcache_free_slow(p, func);
 	errno = saved;

@@ -613,13 +613,16 @@ void ka_tcache_free_slow(void *p, const char *func)
 		if (((uint64_t *)p)[1] == ka_key_of(p))
 			ka_fatal(func, "double free of", p, ka_classes[cls].name);
 		free_small(ka_tc, tagp, p, tag, cls);
+		ka_tcache_charge(ka_classes[cls].size);
 		return;
 	}
 	struct ka_slab *s = tag ? ka_tag_slab(tagp) : NULL;
 	if (!s) {
 		ka_large_free(p, func);
+		ka_tcache_charge(KA_TCACHE_FREE_CHARGE);
 		return;
 	}
+	ka_tcache_charge(KA_SMALL_MAX);
 	struct ka_cache *c = s->cache;
 	check_object(p, s, func, "double free of");
 	struct ka_tcache *tc = c->cls ? tcache_get() : NULL;

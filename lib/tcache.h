@@ -34,6 +34,9 @@ void *ka_tcache_malloc_slow(size_t n);
 __attribute__((returns_nonnull)) void *ka_tcache_tick_after(void *p);
 /* Count `bytes` of slow-path work down, ticking when due; call with no lock held. */
 void ka_tcache_charge(size_t bytes);
+/* What a slow free of a large block (or any, in a debug mode) counts: a
+ * phase that only frees still ticks. A small object counts its size. */
+#define KA_TCACHE_FREE_CHARGE (16 * KA_PAGE_SIZE)
 void ka_tcache_free_slow(void *p, const char *func);
 /* Fatal unless p is a live object of slab s (not freed, not inside one). */
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
