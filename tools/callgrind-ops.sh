@@ -52,7 +52,7 @@ for a in loop:$tmp/libstub.so glibc: jemalloc:$lib/libjemalloc.so.2 tcmalloc:$li
 	names="$names $name"
 done
 {
-	printf '| case (instructions per op) |'
+	printf '| case (instructions per op, loop subtracted) |'
 	for a in $names; do printf ' %s |' "$a"; done
 	printf '\n|---|'
 	for a in $names; do printf -- '---:|'; done
