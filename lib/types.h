@@ -327,7 +327,7 @@ struct ka_outbox {
 
 struct ka_tcache {
 	uint32_t id8;          /* owner id in slab tags, shifted as in the tag (id << 8) */
-	uint32_t id;           /* the id; 0 once retired (other threads read it) */
+	uint32_t pad;
 	uint64_t key;          /* ka_free_key and ka_secret, copied next to the bins */
 	uintptr_t secret;
 	struct ka_bin bins[KA_NR_CLASSES];
@@ -338,12 +338,16 @@ struct ka_tcache {
 	struct ka_list node;   /* on the list of live thread caches */
 	uint32_t slot;         /* index in the slot table (id's low bits) */
 	/*
-	 * Chains posted by other threads: pointer | bytes/16 << 48, or
-	 * KA_INBOX_CLOSED. Alone on its line: posters write it, and neither
-	 * the owner's fast path nor any lock holder writes near it.
+	 * What other threads read and write, on a line of its own: neither the
+	 * owner's fast path nor any lock holder writes near it.
+	 *  - id: the cache's id, 0 once retired; every remote free reads it (on
+	 *    the bins' line, it missed whenever the owner used a small bin);
+	 *  - inbox: chains posted by other threads, pointer | bytes/16 << 48,
+	 *    or KA_INBOX_CLOSED.
 	 */
-	uintptr_t inbox __attribute__((aligned(64)));
-	char inbox_pad[64 - sizeof(uintptr_t)];
+	uint32_t id __attribute__((aligned(64)));
+	uintptr_t inbox;
+	char inbox_pad[64 - 2 * sizeof(uintptr_t)];
 };
 #define KA_INBOX_CLOSED ((uintptr_t)1)
 
