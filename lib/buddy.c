@@ -248,6 +248,12 @@ static void release_chunks(struct ka_list *out)
 		bool gone = ka_os_unmap((void *)c->base, KA_CHUNK_SIZE, c->source, &kept) == 0 && !kept;
 		if (!gone)
 			ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c));
+		/* Its descriptors and tags go back too (68 KiB a chunk): they stay
+		 * mapped and read as zero, which a stale lookup takes as "not a
+		 * slab", and grow() clears recycled metadata anyway. The first page
+		 * holds the header, the spare list's link among it. */
+		if (gone)
+			ka_os_purge((char *)c + KA_PAGE_SIZE, (sizeof *c - KA_PAGE_SIZE) & ~(KA_PAGE_SIZE - 1));
 		ka_lock(&zone.lock);
 		if (gone) {
 			ka_list_add(&zone.spare, &c->node);
