@@ -146,6 +146,7 @@ struct ka_options {
 	 * start-up, as programs may rewrite environ for their process title. */
 	char stats_file[KA_OPT_STR_MAX];
 	uint64_t leak;           /* record every block's stack; report unreferenced ones at exit */
+	uint64_t background_thread; /* a thread that purges at the decay rate with no calls */
 };
 extern struct ka_options ka_opt;
 

@@ -64,6 +64,8 @@ static const struct option {
 	 "objects per thread-cache bin at most (0: no thread cache, every call slow)", 0},
 	{"leak", offsetof(struct ka_options, leak), 0, 1, NULL,
 	 "1: record each block's stack; at exit report the blocks nothing points to (kmemleak)", 0},
+	{"background_thread", offsetof(struct ka_options, background_thread), 0, 1, NULL,
+	 "1: a thread purges free memory at the decay rate even when the program makes no call", 0},
 };
 
 static void bad(const char *what, const char *s, size_t n)
@@ -171,7 +173,8 @@ void ka_options_help(int fd)
 	struct ka_buf b = {mem, 0, sizeof mem};
 	for (size_t i = 0; i < sizeof options / sizeof *options; i++) {
 		ka_buf_str(&b, "  ");
-		ka_buf_ustr(&b, options[i].name, 16);
+		ka_buf_ustr(&b, options[i].name, 18);
+		ka_buf_str(&b, " ");
 		ka_buf_str(&b, options[i].help);
 		ka_buf_str(&b, "\n");
 	}

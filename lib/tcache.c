@@ -55,7 +55,9 @@
  * start of a kmalloc class) when drained, so a corrupted link is fatal
  * rather than followed.
  */
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "tcache.h"
@@ -490,6 +492,54 @@ void ka_tcache_thread_exit(void)
  * not tick: what it keeps is bounded by its bins (~1.7 MiB), page lists
  * (512 KiB) and outboxes (8 x 32 KiB).
  */
+/*
+ * The optional background thread (background_thread:1): it purges at the
+ * decay rate when the program makes no call at all. It is started from a
+ * tick, so with no kalloc lock held (pthread_create allocates), with every
+ * signal blocked so that it never takes one meant for the program's
+ * threads; it sleeps holding no lock and madvises only through the purge
+ * paths, which drop their locks first. A fork child never starts one: a
+ * child that execs would pay for nothing, and some sandboxed children may
+ * not create threads. If creation fails, one warning, and none is tried
+ * again.
+ */
+enum { BG_OFF, BG_STARTING, BG_RUNNING, BG_NEVER };
+static int bg_state;
+
+static void *background(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		uint64_t ms = ka_opt.purge_delay_ms / 2;
+		struct timespec ts = {0, (long)((ms < 10 ? 10 : ms > 999 ? 999 : ms) * 1000000)};
+		nanosleep(&ts, NULL);
+		ka_buddy_maybe_purge();
+		ka_large_purge(false);
+	}
+	return NULL;
+}
+
+static void start_background(void)
+{
+	int off = BG_OFF;
+	if (!__atomic_compare_exchange_n(&bg_state, &off, BG_STARTING, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t t;
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 << 10);
+	int err = pthread_create(&t, &a, background, NULL);
+	pthread_attr_destroy(&a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	__atomic_store_n(&bg_state, err ? BG_NEVER : BG_RUNNING, __ATOMIC_RELEASE);
+	if (err)
+		ka_warn("background_thread: cannot create the thread, going on without it", NULL);
+}
+
 static void tick(void)
 {
 	ka_tls.tick = KA_TICK_BYTES;
@@ -512,6 +562,8 @@ static void tick(void)
 	ka_large_purge(false);
 	if (ka_opt.publish)
 		ka_stats_publish();
+	if (KA_UNLIKELY(ka_opt.background_thread) && ka_load_relaxed(&bg_state) == BG_OFF)
+		start_background();
 }
 
 void *ka_tcache_tick_after(void *p)
@@ -703,6 +755,7 @@ void ka_tcache_postfork(bool child)
 		return;
 	}
 	pthread_mutex_init(&tcaches_lock, NULL);
+	bg_state = BG_NEVER; /* the background thread is the parent's alone */
 	/*
 	 * The other threads are gone in the child, but one of them may have
 	 * been halfway through a fast-path push or pop, or an outbox push (no

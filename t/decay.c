@@ -10,6 +10,7 @@
  * Also: malloc_trim returns 1 when it gave memory back and 0 when there was
  * nothing left to give.
  */
+#include <dirent.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,7 +53,7 @@ int main(void)
 {
 	static const size_t pieces[] = {4096, 64 << 10, 1 << 20, 4 << 20};
 	int n = (int)(sizeof pieces / sizeof *pieces);
-	plan(n + 3);
+	plan(n + 5);
 	for (int i = 0; i < n; i++) {
 		int fd[2];
 		if (pipe(fd) != 0)
@@ -115,5 +116,49 @@ int main(void)
 	ok(r1 == 1 && after < before, "malloc_trim after freeing 4 MiB: returns 1 and RSS falls (%ld -> %ld KiB)",
 	   before, after);
 	ok(kalloc_malloc_trim(0) == 0, "malloc_trim with nothing left to give returns 0");
+	/* background_thread:1, last (it purges from now on): the program
+	 * frees, then only sleeps, and the thread purges. Its fork child
+	 * starts none. Here in the test's own process: a fork child of it
+	 * would never start one. */
+	{
+		ka_options_parse("background_thread:1,purge_delay_ms:50");
+		long base = rss_kib();
+		char *v[1024];
+		for (int i = 0; i < 1024; i++) {
+			v[i] = kalloc_malloc(64 << 10);
+			memset(v[i], 1, 64 << 10);
+		}
+		for (int i = 0; i < 1024; i++)
+			kalloc_free(v[i]);
+		long grown = 1 << 30;
+		for (int i = 0; i < 300 && grown > 4096; i++) { /* at most 3 s of sleep, no call */
+			usleep(10000);
+			grown = rss_kib() - base;
+		}
+		int threads = 0;
+		DIR *d = opendir("/proc/self/task");
+		for (struct dirent *e; d && (e = readdir(d));)
+			threads += e->d_name[0] != '.';
+		if (d)
+			closedir(d);
+		ok(grown <= 4096 && threads == 2,
+		   "background_thread:1: 64 MiB freed, then the program only sleeps: RSS %ld KiB above the start "
+		   "(at most 4 MiB), %d threads",
+		   grown, threads);
+		fflush(stdout);
+		pid_t c = fork();
+		if (c == 0) {
+			for (int i = 0; i < 256; i++)
+				kalloc_free(kalloc_malloc(64 << 10));
+			int nt = 0;
+			DIR *dd = opendir("/proc/self/task");
+			for (struct dirent *e; dd && (e = readdir(dd));)
+				nt += e->d_name[0] != '.';
+			_exit(nt == 1 ? 0 : 1);
+		}
+		int cst;
+		waitpid(c, &cst, 0);
+		ok(WIFEXITED(cst) && WEXITSTATUS(cst) == 0, "background_thread:1: a fork child starts no thread of its own");
+	}
 	return 0;
 }
