@@ -656,15 +656,19 @@ void ka_tcache_free_slow(void *p, const char *func)
 	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
 	uint32_t tag = tagp ? ka_load_relaxed(tagp) : 0;
 	unsigned cls = tag & 0xff;
-	if (cls && cls < KA_NR_CLASSES && tc_state == TC_LIVE) {
-		/* A kmalloc object and a live cache: the checks of check_object
-		 * by the class alone (no descriptor read), then the bin, the
-		 * owner's outbox or an adoption. */
+	if (cls && cls < KA_NR_CLASSES) {
+		/* A kmalloc object: check_object's checks by the class alone (no
+		 * descriptor read), then the bin, the owner's outbox or an
+		 * adoption; the slabs under their lock for a cacheless thread. */
 		if (!ka_class_obj_ok(cls, a))
 			ka_fatal(func, "invalid pointer (not the start of an object)", p, ka_classes[cls].name);
 		if (((uint64_t *)p)[1] == ka_key_of(p))
 			ka_fatal(func, "double free of", p, ka_classes[cls].name);
-		free_small(ka_tc, tagp, p, tag, cls);
+		struct ka_tcache *tc = tcache_get();
+		if (tc)
+			free_small(tc, tagp, p, tag, cls);
+		else
+			ka_cache_free(&ka_kmalloc[cls], p, func);
 		ka_tcache_charge(ka_classes[cls].size);
 		return;
 	}
@@ -674,14 +678,10 @@ void ka_tcache_free_slow(void *p, const char *func)
 		ka_tcache_charge(KA_TCACHE_FREE_CHARGE);
 		return;
 	}
-	ka_tcache_charge(KA_SMALL_MAX);
-	struct ka_cache *c = s->cache;
+	/* An object of a user cache (kmem_cache_create). */
 	check_object(p, s, func, "double free of");
-	struct ka_tcache *tc = c->cls ? tcache_get() : NULL;
-	if (!tc)
-		ka_cache_free(c, p, func);
-	else
-		free_small(tc, tagp, p, tag, c->cls);
+	ka_cache_free(s->cache, p, func);
+	ka_tcache_charge(KA_SMALL_MAX);
 }
 
 size_t ka_tcache_held_bytes(void)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "../lib/internal.h"
 #include "../lib/tcache.h"
@@ -30,6 +31,33 @@ static void ctor(void *p)
 {
 	ctor_calls++;
 	memset(p, 0x77, 40);
+}
+
+static void free_copy_of_free(void)
+{
+	uint64_t *fa = kalloc_malloc(48), *fb = kalloc_malloc(48);
+	kalloc_free(fa);
+	memcpy(fb, fa, 16); /* what a copy of stale or uninitialised memory does */
+	kalloc_free(fb);
+}
+
+/* Slab pages given back to the buddy and handed out as large blocks still
+ * hold the marks of their old objects; realloc to a small size copies them
+ * into the new block, which must free cleanly. */
+static void realloc_former_slab_pages(void)
+{
+	void *smalls[2048];
+	for (int i = 0; i < 2048; i++)
+		smalls[i] = kalloc_malloc(1024);
+	for (int i = 0; i < 2048; i++)
+		kalloc_free(smalls[i]);
+	ka_tcache_flush_all();
+	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
+		ka_cache_shrink(&ka_kmalloc[c], true);
+	for (int i = 0; i < 64; i++) {
+		void *blk = kalloc_malloc(32 << 10);
+		kalloc_free(kalloc_realloc(blk, 48));
+	}
 }
 
 int main(void)
@@ -243,28 +271,13 @@ int main(void)
 	ok(kmem_cache_destroy(c3) == 0, "free() of a kmem_cache object returns it to its cache");
 
 	/* Copies of a free block's bytes are not free blocks: the mark a free
-	 * object carries depends on its address (ka_key_of). */
-	uint64_t *fa = kalloc_malloc(48), *fb = kalloc_malloc(48);
-	kalloc_free(fa);
-	memcpy(fb, fa, 16); /* what a copy of stale or uninitialised memory does */
-	kalloc_free(fb);
-	ok(1, "a block holding a copy of a free block's first words frees cleanly");
-	/* Slab pages given back to the buddy and handed out as large blocks
-	 * still hold the marks of their old objects; realloc to a small size
-	 * copies them into the new block, which must free cleanly (under an
-	 * address-blind mark this aborted as a double free). */
-	void *smalls[2048];
-	for (int i = 0; i < 2048; i++)
-		smalls[i] = kalloc_malloc(1024);
-	for (int i = 0; i < 2048; i++)
-		kalloc_free(smalls[i]);
-	ka_tcache_flush_all();
-	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
-		ka_cache_shrink(&ka_kmalloc[c], true);
-	for (int i = 0; i < 64; i++) {
-		void *blk = kalloc_malloc(32 << 10);
-		kalloc_free(kalloc_realloc(blk, 48));
-	}
-	ok(1, "large blocks on former slab pages, shrunk to small by realloc, free cleanly");
+	 * object carries depends on its address (ka_key_of). A false double
+	 * free would abort the child. */
+	int st = run_child(free_copy_of_free);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	   "a block holding a copy of a free block's first words frees cleanly (status %d)", st);
+	st = run_child(realloc_former_slab_pages);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	   "large blocks on former slab pages, shrunk to small by realloc, free cleanly (status %d)", st);
 	return done_testing();
 }

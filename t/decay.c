@@ -21,6 +21,18 @@
 
 #define TOTAL ((size_t)128 << 20)
 
+/* Threads of this process, from /proc/self/task. */
+static int count_threads(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/task");
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
 static int run_pieces(size_t piece, long *after_kib, long *base_kib)
 {
 	size_t n = TOTAL / piece;
@@ -135,12 +147,7 @@ int main(void)
 			usleep(10000);
 			grown = rss_kib() - base;
 		}
-		int threads = 0;
-		DIR *d = opendir("/proc/self/task");
-		for (struct dirent *e; d && (e = readdir(d));)
-			threads += e->d_name[0] != '.';
-		if (d)
-			closedir(d);
+		int threads = count_threads();
 		ok(grown <= 4096 && threads == 2,
 		   "background_thread:1: 64 MiB freed, then the program only sleeps: RSS %ld KiB above the start "
 		   "(at most 4 MiB), %d threads",
@@ -150,11 +157,7 @@ int main(void)
 		if (c == 0) {
 			for (int i = 0; i < 256; i++)
 				kalloc_free(kalloc_malloc(64 << 10));
-			int nt = 0;
-			DIR *dd = opendir("/proc/self/task");
-			for (struct dirent *e; dd && (e = readdir(dd));)
-				nt += e->d_name[0] != '.';
-			_exit(nt == 1 ? 0 : 1);
+			_exit(count_threads() == 1 ? 0 : 1);
 		}
 		int cst;
 		waitpid(c, &cst, 0);
