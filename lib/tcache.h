@@ -53,7 +53,12 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 		struct ka_bin *b = (struct ka_bin *)(void *)((char *)tc + ka_bin_off[(n + 15) >> 4]);
 		char *p = b->head;
 		if (KA_LIKELY(p != NULL)) {
-			uintptr_t next = *(uintptr_t *)p ^ ((uintptr_t)p >> 12) ^ tc->secret;
+			/* The mask in a register first, so that the link's load is
+			 * followed by one xor, not two (the pair's latency is a chain
+			 * through this load and the free's head store). */
+			uintptr_t mask = ka_link_code(0, (uintptr_t)p, tc->secret);
+			__asm__("" : "+r"(mask));
+			uintptr_t next = *(uintptr_t *)p ^ mask;
 			if (KA_UNLIKELY(next & 15))
 				ka_tcache_corrupt(p, (unsigned)(b - tc->bins));
 			b->head = (void *)next;
@@ -91,7 +96,7 @@ KA_INLINE bool ka_tcache_free_class(void *ptr, uint32_t want)
 			if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark &&
 				      b->count < b->max)) {
 				*key = mark;
-				*(uintptr_t *)p = (uintptr_t)b->head ^ (a >> 12) ^ tc->secret;
+				*(uintptr_t *)p = ka_link_code((uintptr_t)b->head, a, tc->secret);
 				b->head = p;
 				b->count++;
 				return true;
