@@ -24,7 +24,7 @@ extern char **environ;
 struct ka_options ka_opt = {
 	.page_source = KA_PAGE_SOURCE_MMAP,
 	.purge_delay_ms = 1000,
-	.tcache_max = 256,
+	.tcache_max = 4096,
 };
 
 /* Values that may be written as names; NULL-terminated, index = value. */

@@ -10,14 +10,19 @@
  * cacheless: every call goes to the slabs under their locks, and the cache
  * is never created again.
  *
- * Bins are bounded in bytes: a bin holds at most
- *   min(tcache_max, max(4, KA_TCACHE_BIN_BYTES / class size))
- * objects, so a thread's whole cache stays under ~1.7 MiB whatever it does
- * (tcache_max caps the small classes: 385 KiB for the twelve up to 256 B;
- * 64 KiB for each bigger one). Larson at 2 threads takes 1.05-1.3 s with
- * 64 KiB bins, 1.2 s with 32 KiB and 1.5 s with 16 KiB, which refill and
- * flush four times as often; jemalloc's and tcmalloc's thread caches hold
- * as much.
+ * Bins are bounded in bytes. A bin starts at
+ *   min(tcache_max, START_OBJS, max(4, KA_TCACHE_BIN_BYTES / class size))
+ * objects (1.7 MiB for all of them: 385 KiB for the twelve classes up to
+ * 256 B, 64 KiB for each bigger one). Larson at 2 threads takes 1.05-1.3 s
+ * with 64 KiB bins, 1.2 s with 32 KiB and 1.5 s with 16 KiB, which refill
+ * and flush four times as often. A bin that overflows after a refill since
+ * its last overflow runs empty and full in turn (the program's batches of
+ * its class are bigger than the bin): it doubles, up to tcache_max objects,
+ * while the maxima of all the thread's bins stay within KA_TCACHE_BYTES, so
+ * that each round trip to the slabs becomes none (tcmalloc's free lists
+ * grow the same way). The housekeeping GC halves a bin unused since its
+ * last pass back towards its start. So one thread's bins never hold more
+ * than KA_TCACHE_BYTES, whatever it does.
  * A refill brings `fill` objects from the slabs in locked batches, starting
  * at FILL_FIRST and doubling up to half the bin, so that a short thread that
  * uses a class a few times does not carry and then flush a hundred of its
@@ -63,6 +68,11 @@
 #include "tcache.h"
 
 #define KA_TCACHE_BIN_BYTES 65536
+#define START_OBJS 256
+/* busy[]: what a bin did since the last GC pass. */
+#define BUSY_REFILL 1 /* refilled */
+#define BUSY_FLUSH 2  /* flushed */
+#define BUSY_CYCLE 4  /* refilled since it last overflowed (grow) */
 #define BATCH 64
 #define FILL_FIRST 8
 #define OUTBOX_OBJS 32
@@ -104,14 +114,40 @@ void ka_tcache_corrupt(void *p, unsigned cls)
 	ka_fatal("malloc()", "corrupted free list (write after free?) at", p, ka_classes[cls].name);
 }
 
-static uint32_t bin_max(unsigned cls)
+/* The objects a bin starts with at most (and shrinks back to). */
+static uint32_t bin_start(unsigned cls)
 {
 	size_t m = KA_TCACHE_BIN_BYTES / ka_classes[cls].size;
 	if (m < 4)
 		m = 4;
+	if (m > START_OBJS)
+		m = START_OBJS;
+	return (uint32_t)(m < ka_opt.tcache_max ? m : ka_opt.tcache_max);
+}
+
+/* A bin's new maximum m, its change accounted in the thread's budget. */
+static void set_max(struct ka_tcache *tc, unsigned cls, uint32_t m)
+{
+	struct ka_bin *b = &tc->bins[cls];
+	tc->bin_bytes = tc->bin_bytes - (size_t)b->max * ka_classes[cls].size + (size_t)m * ka_classes[cls].size;
+	b->max = (uint16_t)m;
+}
+
+/* A full bin doubles if it cycles (see above) and the budget allows. */
+static bool grow(struct ka_tcache *tc, unsigned cls)
+{
+	struct ka_bin *b = &tc->bins[cls];
+	uint32_t m = (uint32_t)b->max * 2;
 	if (m > ka_opt.tcache_max)
-		m = ka_opt.tcache_max;
-	return (uint32_t)(m < KA_TCACHE_BIN_MAX ? m : KA_TCACHE_BIN_MAX);
+		m = (uint32_t)ka_opt.tcache_max;
+	if (m > KA_TCACHE_BIN_MAX)
+		m = KA_TCACHE_BIN_MAX;
+	if (!(tc->busy[cls] & BUSY_CYCLE) || m <= b->max ||
+	    tc->bin_bytes + (size_t)(m - b->max) * ka_classes[cls].size > KA_TCACHE_BYTES)
+		return false;
+	tc->busy[cls] &= (uint8_t)~BUSY_CYCLE;
+	set_max(tc, cls, m);
+	return true;
 }
 
 /* The most a refill brings: half the bin, at least one. */
@@ -184,11 +220,13 @@ static struct ka_tcache *tcache_get(void)
 	}
 	tc->key = ka_free_key;
 	tc->secret = ka_secret;
+	tc->bin_bytes = 0;
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
 		struct ka_bin *b = &tc->bins[c];
 		b->head = NULL;
 		b->count = 0;
-		b->max = (uint16_t)bin_max(c);
+		b->max = 0;
+		set_max(tc, c, bin_start(c));
 		b->div = ka_classes[c].div;
 		b->limit = ka_classes[c].limit;
 		b->slab_mask = ka_classes[c].slab_mask;
@@ -231,7 +269,7 @@ static void link_in(struct ka_bin *b, void *obj)
 static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	tc->busy[cls] = 1;
+	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE;
 	uint32_t want = tc->fill[cls];
 	if (want * 2 <= fill_max(b))
 		tc->fill[cls] = (uint16_t)(want * 2);
@@ -265,7 +303,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 	struct ka_bin *b = &tc->bins[cls];
 	if (b->count <= keep)
 		return;
-	tc->busy[cls] = 1;
+	tc->busy[cls] |= BUSY_FLUSH;
 	void *cur = b->head, *last_kept = NULL;
 	for (uint32_t i = 0; i < keep; i++) {
 		last_kept = cur;
@@ -295,7 +333,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	if (b->count >= b->max)
+	if (b->count >= b->max && !grow(tc, cls))
 		flush(tc, cls, b->max / 2);
 	link_in(b, obj);
 }
@@ -483,14 +521,15 @@ void ka_tcache_thread_exit(void)
  *    cache of freed huge mappings, so that memory goes back while the
  *    program runs on its fast paths;
  *  - every GC_TICKS ticks, returns half of every bin that neither refilled
- *    nor flushed since the last such pass (a bin in use keeps its objects;
- *    an idle one decays by half a pass), and sends its outboxes on. Every
+ *    nor flushed since the last such pass and halves a grown one's maximum
+ *    (a bin in use keeps its objects; an idle one decays by half a pass),
+ *    and sends its outboxes on. Every
  *    tick would cost ring/512 19 instructions an operation in refills of
  *    bins that were only balanced, not idle; every 8th costs ~2;
  *  - refreshes the published stats.
  * It runs with no kalloc lock held. A thread that stops calling kalloc does
- * not tick: what it keeps is bounded by its bins (~1.7 MiB), page lists
- * (512 KiB) and outboxes (8 x 32 KiB).
+ * not tick: what it keeps is bounded by its bins (KA_TCACHE_BYTES, 4 MiB;
+ * 1.7 MiB unless some grew), page lists (512 KiB) and outboxes (8 x 32 KiB).
  */
 /*
  * The optional background thread (background_thread:1): it purges at the
@@ -540,6 +579,20 @@ static void start_background(void)
 		ka_warn("background_thread: cannot create the thread, going on without it", NULL);
 }
 
+/* A bin unused since the last pass: half its objects go back, and it
+ * shrinks halfway back to its start. */
+static void gc_bin(struct ka_tcache *tc, unsigned cls)
+{
+	struct ka_bin *b = &tc->bins[cls];
+	uint32_t start = bin_start(cls), m = b->max / 2 > start ? b->max / 2 : start;
+	flush(tc, cls, b->count / 2 < m ? b->count / 2 : m);
+	if (m < b->max) {
+		set_max(tc, cls, m);
+		if (tc->fill[cls] > fill_max(b))
+			tc->fill[cls] = (uint16_t)fill_max(b);
+	}
+}
+
 static void tick(void)
 {
 	ka_tls.tick = KA_TICK_BYTES;
@@ -552,8 +605,8 @@ static void tick(void)
 		for (unsigned c = 1; c < KA_NR_CLASSES && (gc || epoch != seen_epoch); c++) {
 			if (epoch != seen_epoch)
 				flush(tc, c, 0);
-			else if (!tc->busy[c] && tc->bins[c].count)
-				flush(tc, c, tc->bins[c].count / 2);
+			else if (!tc->busy[c])
+				gc_bin(tc, c);
 			tc->busy[c] = 0;
 		}
 		seen_epoch = epoch;

@@ -312,6 +312,8 @@ struct ka_bin {
 	uint16_t max;       /* <= KA_TCACHE_BIN_MAX */
 };
 #define KA_TCACHE_BIN_MAX 4096
+/* What the maxima of one thread's bins add up to at most (tcache.c, grow). */
+#define KA_TCACHE_BYTES ((size_t)4 << 20)
 
 /*
  * Objects freed by this thread into slabs another thread cache owns, on
@@ -335,6 +337,7 @@ struct ka_tcache {
 	uint8_t busy[KA_NR_CLASSES];  /* refilled or flushed since the last tick (tcache.c, gc) */
 	struct ka_outbox out[KA_OUTBOXES];
 	size_t out_bytes;      /* in out[], for stats (read racily) */
+	size_t bin_bytes;      /* the sum of bins[].max * class size (tcache.c, grow) */
 	struct ka_list node;   /* on the list of live thread caches */
 	uint32_t slot;         /* index in the slot table (id's low bits) */
 	/*

@@ -17,7 +17,7 @@ static char warned[4096];
 static void start(const char *conf, char *const *env, unsigned long secure)
 {
 	static const struct ka_options defaults = {
-		.page_source = KA_PAGE_SOURCE_MMAP, .purge_delay_ms = 1000, .tcache_max = 256};
+		.page_source = KA_PAGE_SOURCE_MMAP, .purge_delay_ms = 1000, .tcache_max = 4096};
 	ka_opt = defaults;
 	int fd[2];
 	if (pipe(fd) != 0)
@@ -61,18 +61,18 @@ int main(void)
 	parse("stats:1,,stats:0,");
 	ok(!ka_opt.stats && warned[0] == 0, "empty items are ignored; the last of a repeated key wins");
 	parse("");
-	ok(warned[0] == 0 && ka_opt.tcache_max == 256, "empty input: defaults, no warning");
+	ok(warned[0] == 0 && ka_opt.tcache_max == 4096, "empty input: defaults, no warning");
 
 	parse("bogus:1,tcache_max:9");
 	ok(strstr(warned, "unknown option: bogus") && lines(warned) == 1, "an unknown key: one warning naming it");
 	ok(ka_opt.tcache_max == 9, "the good item after an unknown one still counts");
 	parse("tcache_max:abc");
-	ok(strstr(warned, "bad value, default kept: tcache_max:abc") && ka_opt.tcache_max == 256,
+	ok(strstr(warned, "bad value, default kept: tcache_max:abc") && ka_opt.tcache_max == 4096,
 	   "a non-number: warning, default kept");
 	parse("tcache_max:99999");
-	ok(strstr(warned, "bad value") && ka_opt.tcache_max == 256, "a number out of range: warning, default kept");
+	ok(strstr(warned, "bad value") && ka_opt.tcache_max == 4096, "a number out of range: warning, default kept");
 	parse("tcache_max:");
-	ok(strstr(warned, "bad value") && ka_opt.tcache_max == 256, "an empty value: warning, default kept");
+	ok(strstr(warned, "bad value") && ka_opt.tcache_max == 4096, "an empty value: warning, default kept");
 	parse("purge_delay_ms:123456789012345678901234");
 	ok(strstr(warned, "bad value") && ka_opt.purge_delay_ms == 1000, "a number too long for 64 bits: warning");
 	parse("page_source:sbrk");
