@@ -130,6 +130,7 @@ static void set_max(struct ka_tcache *tc, unsigned cls, uint32_t m)
 {
 	struct ka_bin *b = &tc->bins[cls];
 	tc->bin_bytes = tc->bin_bytes - (size_t)b->max * ka_classes[cls].size + (size_t)m * ka_classes[cls].size;
+	b->room = (uint16_t)(m - ka_bin_count(b));
 	b->max = (uint16_t)m;
 }
 
@@ -224,7 +225,7 @@ static struct ka_tcache *tcache_get(void)
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
 		struct ka_bin *b = &tc->bins[c];
 		b->head = NULL;
-		b->count = 0;
+		b->room = 0;
 		b->max = 0;
 		set_max(tc, c, bin_start(c));
 		b->div = ka_classes[c].div;
@@ -253,7 +254,7 @@ static void *pop(struct ka_bin *b, unsigned cls)
 {
 	char *p = b->head;
 	b->head = next_of(p, cls);
-	b->count--;
+	b->room++;
 	((uint64_t *)p)[1] = 0;
 	return p;
 }
@@ -263,7 +264,7 @@ static void link_in(struct ka_bin *b, void *obj)
 {
 	*(void **)obj = ka_link_encode(b->head, obj);
 	b->head = obj;
-	b->count++;
+	b->room--;
 }
 
 static void refill(struct ka_tcache *tc, unsigned cls)
@@ -281,7 +282,7 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 		void *list = ka_slab_take_list(&ka_kmalloc[cls], most, tc->id8 >> 8, &n);
 		if (list) {
 			b->head = list;
-			b->count = (uint16_t)n;
+			b->room = (uint16_t)(b->max - n);
 			return;
 		}
 	}
@@ -301,7 +302,7 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	if (b->count <= keep)
+	if (ka_bin_count(b) <= keep)
 		return;
 	tc->busy[cls] |= BUSY_FLUSH;
 	void *cur = b->head, *last_kept = NULL;
@@ -313,8 +314,8 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 		*(void **)last_kept = ka_link_encode(NULL, last_kept);
 	else
 		b->head = NULL;
-	uint32_t n = b->count - keep;
-	b->count = (uint16_t)keep;
+	uint32_t n = ka_bin_count(b) - keep;
+	b->room = (uint16_t)(b->max - keep);
 	void *objs[BATCH];
 	unsigned m = 0;
 	for (uint32_t i = 0; i < n; i++) {
@@ -333,7 +334,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	if (b->count >= b->max && !grow(tc, cls))
+	if (!b->room && !grow(tc, cls))
 		flush(tc, cls, b->max / 2);
 	link_in(b, obj);
 }
@@ -585,7 +586,7 @@ static void gc_bin(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
 	uint32_t start = bin_start(cls), m = b->max / 2 > start ? b->max / 2 : start;
-	flush(tc, cls, b->count / 2 < m ? b->count / 2 : m);
+	flush(tc, cls, ka_bin_count(b) / 2 < m ? ka_bin_count(b) / 2 : m);
 	if (m < b->max) {
 		set_max(tc, cls, m);
 		if (tc->fill[cls] > fill_max(b))
@@ -743,8 +744,11 @@ size_t ka_tcache_held_bytes(void)
 	pthread_mutex_lock(&tcaches_lock);
 	for (struct ka_list *e = live.next; e != &live; e = e->next) {
 		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
-		for (unsigned c = 1; c < KA_NR_CLASSES; c++)
-			bytes += (size_t)ka_load_relaxed(&tc->bins[c].count) * ka_classes[c].size;
+		for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
+			/* Read racily: never below zero. */
+			uint16_t m = ka_load_relaxed(&tc->bins[c].max), r = ka_load_relaxed(&tc->bins[c].room);
+			bytes += (size_t)(r < m ? m - r : 0) * ka_classes[c].size;
+		}
 		bytes += ka_load_relaxed(&tc->out_bytes);
 		uintptr_t v = __atomic_load_n(&tc->inbox, __ATOMIC_RELAXED);
 		if (v != KA_INBOX_CLOSED)
@@ -763,9 +767,9 @@ void ka_tcache_validate(void)
 		struct ka_bin *b = &tc->bins[c];
 		uint32_t n = 0;
 		for (void *o = b->head; o; o = next_of(o, c), n++)
-			if (n >= b->count || chain_class(o) != c || !ka_obj_marked_free(&ka_kmalloc[c], o))
+			if (n >= ka_bin_count(b) || chain_class(o) != c || !ka_obj_marked_free(&ka_kmalloc[c], o))
 				ka_fatal("ka_tcache_validate", "bad object in a bin at", o, ka_classes[c].name);
-		if (n != b->count)
+		if (n != ka_bin_count(b))
 			ka_fatal("ka_tcache_validate", "bin count wrong", b->head, ka_classes[c].name);
 	}
 	size_t out = 0;

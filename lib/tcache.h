@@ -62,7 +62,7 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 			if (KA_UNLIKELY(next & 15))
 				ka_tcache_corrupt(p, (unsigned)(b - tc->bins));
 			b->head = (void *)next;
-			b->count--;
+			b->room++;
 			/* Clear the key, so that a later free is not taken for a double one. */
 			((uint64_t *)p)[1] = 0;
 			if (KA_UNLIKELY((ka_tls.tick -= (int64_t)n) < 0))
@@ -72,6 +72,9 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 	}
 	return NULL;
 }
+
+/* The objects a bin holds. */
+KA_INLINE uint32_t ka_bin_count(const struct ka_bin *b) { return (uint32_t)b->max - b->room; }
 
 /* Any class: ka_tcache_free_class's argument for a free that does not know the size. */
 #define KA_ANY_CLASS 0xffffffffu
@@ -94,11 +97,11 @@ KA_INLINE bool ka_tcache_free_class(void *ptr, uint32_t want)
 			uint64_t *key = (uint64_t *)p + 1;
 			uint64_t mark = tc->key ^ a;
 			if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark &&
-				      b->count < b->max)) {
+				      b->room != 0)) {
 				*key = mark;
 				*(uintptr_t *)p = ka_link_code((uintptr_t)b->head, a, tc->secret);
 				b->head = p;
-				b->count++;
+				b->room--;
 				return true;
 			}
 		}

@@ -308,7 +308,7 @@ struct ka_bin {
 	void *head;         /* encoded singly linked list */
 	uint64_t div, limit;/* ka_classes[]: the object-start test of the free fast path */
 	uint32_t slab_mask; /* ka_classes[].slab_mask */
-	uint16_t count;
+	uint16_t room;      /* max - objects held (ka_bin_count): free tests it for 0 */
 	uint16_t max;       /* <= KA_TCACHE_BIN_MAX */
 };
 #define KA_TCACHE_BIN_MAX 4096
