@@ -17,7 +17,7 @@ ok() { # cond-status description
 skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
 [ -n "$KALLOC_LIB" ] && [ -f "$KALLOC_LIB" ] || { echo "1..0 # SKIP KALLOC_LIB not set"; exit 0; }
 [ -x "$run" ] && [ -x "$sites" ] && [ -x ./tools/kalloc-prof ] || { echo "1..0 # SKIP make check builds $run, $sites, kalloc-prof"; exit 0; }
-echo "1..10"
+echo "1..11"
 tmp=$(mktemp -d)
 export TMPDIR="$tmp"
 trap 'rm -rf "$tmp"' EXIT
@@ -46,15 +46,15 @@ grep -q "(pid $pid," "$tmp/err" || grep -q "kalloc\.$pid\.heap" "$tmp/err" || r=
 ok $r "the child gets LD_PRELOAD, KALLOC_CONF with prof:1 and prof_file in a new directory, and kalloc-run knows its pid"
 [ $r -eq 0 ] || { echo "# $out"; show "$tmp/err"; }
 
-out=$(KALLOC_PPROF= $run --prof $sites fake 2>"$tmp/err")
+out=$(KALLOC_PPROF= $run --prof $sites fake 5 2>"$tmp/err")
 st=$?
 file=$(named "$tmp/err")
 rows=$(awk '$1 ~ /^[0-9.]+$/ && NF >= 4' "$tmp/err")
 r=0
-[ $st -eq 0 ] && [ "$out" = faked ] && [ -f "$file" ] && grep -q "^kalloc-prof: $file: heap_v2" "$tmp/err" || r=1
+[ $st -eq 5 ] && [ "$out" = faked ] && [ -f "$file" ] && grep -q "^kalloc-prof: $file: heap_v2" "$tmp/err" || r=1
 case $file in "$tmp"/kalloc-prof.*/kalloc.[0-9]*.heap) ;; *) r=1 ;; esac
 [ "$(ls "$(dirname "${file:-/nonexistent}")")" = "$(basename "${file:-none}")" ] || r=1
-ok $r "KALLOC_PPROF empty: kalloc-prof's table of the profile, left at the path printed, alone in its directory"
+ok $r "KALLOC_PPROF empty: kalloc-prof's table of the profile, left at the path printed, alone in its directory; exit status 5 kept"
 [ $r -eq 0 ] || show "$tmp/err"
 if command -v addr2line >/dev/null; then
 	echo "$rows" | sed -n 1p | grep -q ' site_big ' && echo "$rows" | sed -n 2p | grep -q ' site_small '
@@ -90,9 +90,24 @@ if command -v google-pprof >/dev/null; then
 else
 	skip "no google-pprof"
 fi
-KALLOC_PPROF=false $run --prof $sites fake >/dev/null 2>"$tmp/err"
-grep -q '^kalloc-run: false failed' "$tmp/err" && grep -q '^kalloc-prof: ' "$tmp/err"
-ok $? "a pprof that fails: kalloc-prof's table instead"
+# ^C: the terminal's SIGINT goes to the whole process group; the program
+# dies of it, kalloc-run outlives it to report, and exits 130.
+$sites session $run --prof $sites wait >"$tmp/out" 2>"$tmp/err" &
+leader=$!
+for i in $(seq 100); do grep -q waiting "$tmp/out" && break; sleep 0.1; done
+kill -INT -$leader
+wait $leader
+st=$?
+[ $st -eq 130 ] && grep -q 'killed by signal 2 (INT)' "$tmp/err"
+ok $? "SIGINT to the process group: the program dies of it, kalloc-run reports and exits 130 (status $st)"
+
+# A reader that records its environment, then fails.
+printf '#!/bin/sh\necho "[$LD_PRELOAD][$KALLOC_CONF]" >"%s"\nexit 1\n' "$tmp/env" >"$tmp/reader"
+chmod +x "$tmp/reader"
+KALLOC_PPROF=$tmp/reader KALLOC_CONF=stats:0 $run --prof $sites fake >/dev/null 2>"$tmp/err"
+grep -q "^kalloc-run: $tmp/reader failed" "$tmp/err" && grep -q '^kalloc-prof: ' "$tmp/err" &&
+	[ "$(cat "$tmp/env")" = "[][]" ]
+ok $? "the reader runs without LD_PRELOAD and KALLOC_CONF; when it fails, kalloc-prof's table instead"
 
 # The library's own profile of a real run: one sample per 4096 bytes, so
 # site_big's 1000 x 4096 B give about 632 samples and its estimate is within

@@ -9,15 +9,22 @@
  *   prof-sites hold [N]      site_big keeps 1000 x 4096 B live, site_small
  *                            10 x 65536 B; print "held", exit N (default 0)
  *   prof-sites kill          hold, then SIGKILL itself
- *   prof-sites fake [fork]   a stand-in for the library's profile writer (for
+ *   prof-sites wait          print "waiting", then wait for a signal (at
+ *                            most 60 s)
+ *   prof-sites session CMD...  run CMD in a new session (its process group
+ *                            one that signals can be sent to) with SIGINT
+ *                            and SIGQUIT at their defaults (a shell's
+ *                            background job starts with them ignored)
+ *   prof-sites fake [fork] [STATUS]  a stand-in for the library's profile writer (for
  *                            t/prof-run.sh): write, to KALLOC_CONF's
  *                            prof_file (%p: the pid), a heap_v2 profile of
  *                            1000 x 4096 B from site_big and 10 x 65536 B
  *                            from site_small, each under a first frame in
  *                            malloc (kalloc's, when preloaded); with fork, a
  *                            child writes one too (200 x 4096 B from
- *                            site_big). Then _exit(0), so that a library
- *                            that profiles writes nothing over it.
+ *                            site_big). Then _exit(STATUS) (default 0),
+ *                            so that a library that profiles writes
+ *                            nothing over it.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -122,9 +129,25 @@ static int write_fake(unsigned big_n, int small_n)
 
 int main(int argc, char **argv)
 {
+	if (argc >= 3 && !strcmp(argv[1], "session")) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGQUIT, SIG_DFL);
+		if (setsid() < 0)
+			return 126;
+		execvp(argv[2], argv + 2);
+		return 127;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "wait")) {
+		printf("waiting\n");
+		fflush(stdout);
+		alarm(60);
+		pause();
+		return 0;
+	}
 	if (argc >= 2 && !strcmp(argv[1], "fake")) {
-		int st = 0;
-		if (argc >= 3 && !strcmp(argv[2], "fork")) {
+		int st = 0, arg = 2;
+		if (argc > arg && !strcmp(argv[arg], "fork")) {
+			arg++;
 			fflush(stdout);
 			pid_t kid = fork();
 			if (kid == 0)
@@ -133,10 +156,11 @@ int main(int argc, char **argv)
 			if (kid < 0 || waitpid(kid, &kst, 0) != kid || kst != 0)
 				st = 1;
 		}
-		st |= write_fake(BIG_N, SMALL_N);
+		if (write_fake(BIG_N, SMALL_N))
+			st = 1;
 		printf("faked\n");
 		fflush(stdout);
-		_exit(st);
+		_exit(st ? 1 : argc > arg ? atoi(argv[arg]) : 0);
 	}
 	if (argc >= 2 && !strcmp(argv[1], "maps")) {
 		void *big = site_big(1), *small = site_small(1), *m = caller_ra();
@@ -157,6 +181,6 @@ int main(int argc, char **argv)
 			raise(SIGKILL);
 		return argc >= 3 ? atoi(argv[2]) : 0;
 	}
-	fprintf(stderr, "usage: prof-sites maps | hold [STATUS] | kill\n");
+	fprintf(stderr, "usage: prof-sites maps | hold [STATUS] | kill | wait | session CMD... | fake [fork] [STATUS]\n");
 	return 2;
 }
