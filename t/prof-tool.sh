@@ -29,6 +29,7 @@ rate=524288
 # site_big: 600 + 400 samples of 4096 B (two stacks); site_small: 10 of 65536 B.
 {
 	echo "heap profile: 1010: 4751360 [ 1010: 4751360] @ heap_v2/$rate"
+	echo "# a comment line, as kalloc writes one"
 	echo "600: 2457600 [ 600: 2457600] @ 0x10010 $big $main"
 	echo "10: 655360 [ 10: 655360] @ 0x10020 $small $main"
 	echo "400: 1638400 [ 400: 1638400] @ 0x10010 $big 0x1234"
@@ -87,9 +88,9 @@ case_bad() { # name [sed script]
 }
 case_bad truncated '/^MAPPED_LIBRARIES:/,$d'
 case_bad v1 '1s|heap_v2/|heap/|'
-case_bad nospace '2s/: /:/g'
-case_bad frame '2s/@ 0x10010/@ 0xzz/'
-case_bad count '3s/^10:/ten:/'
+case_bad nospace '3s/: /:/g'
+case_bad frame '3s/@ 0x10010/@ 0xzz/'
+case_bad count '4s/^10:/ten:/'
 case_bad maps '$s/^/x/'
 : >"$tmp/empty.heap"
 case_bad empty

@@ -8,6 +8,7 @@
  * writes it (and google-pprof and jeprof read it):
  *
  *   heap profile: <objs>: <bytes> [<objs>: <bytes>] @ heap_v2/<rate>
+ *   # a comment (kalloc says where its stacks come from)
  *   <objs>: <bytes> [<objs>: <bytes>] @ 0xADDR 0xADDR ...
  *   ...
  *   MAPPED_LIBRARIES:
@@ -414,6 +415,9 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (!*skip_space(buf))
+			continue;
+		/* kalloc's note on the stacks: a line google-pprof skips. */
+		if (!in_maps && buf[0] == '#')
 			continue;
 		if (in_maps) {
 			maps = grow(maps, &cap_maps, nmaps + 1, sizeof *maps);
