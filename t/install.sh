@@ -78,16 +78,18 @@ else
 	echo "not ok 4 - installed kalloc-run: LD_PRELOAD=$pre, perl exit $st, printed $out"
 	head -5 "$tmp/err" | sed 's/^/# /'
 fi
-if "$prefix/bin/kalloc-top" -h 2>&1 | grep -q '^usage: kalloc-top'; then
-	echo "ok 5 - installed kalloc-top runs"
+if "$prefix/bin/kalloc-top" -h 2>&1 | grep -q '^usage: kalloc-top' &&
+	"$prefix/bin/kalloc-prof" -h 2>&1 | grep -q '^usage: kalloc-prof'; then
+	echo "ok 5 - installed kalloc-top and kalloc-prof run"
 else
-	echo "not ok 5 - installed kalloc-top"
+	echo "not ok 5 - installed kalloc-top or kalloc-prof"
 fi
 
 # DESTDIR: the list of installed files, and kalloc-run names the prefix, not DESTDIR.
 $MAKE install DESTDIR="$tmp/dest" >"$tmp/log" 2>&1
 (cd "$tmp/dest$prefix" && find . ! -type d | sort) >"$tmp/files"
 cat >"$tmp/expected" <<'LIST'
+./bin/kalloc-prof
 ./bin/kalloc-run
 ./bin/kalloc-top
 ./include/kalloc.h
@@ -96,6 +98,7 @@ cat >"$tmp/expected" <<'LIST'
 ./lib/libkalloc.so.0
 ./lib/libkalloc.so.0.0.0
 ./lib/pkgconfig/kalloc.pc
+./share/man/man1/kalloc-prof.1
 ./share/man/man1/kalloc-run.1
 ./share/man/man1/kalloc-top.1
 ./share/man/man3/kalloc.3

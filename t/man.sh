@@ -33,7 +33,7 @@ if ! command -v man >/dev/null; then
 	exit 0
 fi
 warn=""
-for p in kalloc.3 kalloc-run.1 kalloc-top.1; do
+for p in kalloc.3 kalloc-run.1 kalloc-top.1 kalloc-prof.1; do
 	out=$(MANWIDTH=80 man --warnings -l "${srcdir:-.}/man/$p" 2>&1 >/dev/null)
 	[ -z "$out" ] || warn="$warn $p: $out"
 done
