@@ -500,6 +500,50 @@ size_t ka_debug_usable(void *p, const char *func);
 void *ka_debug_cache_alloc(struct ka_cache *c, const uintptr_t *site);
 void ka_debug_cache_free(struct ka_cache *c, void *p);
 
+/* -------------------------------------------------------------------- stack.c */
+/* Stacks and block tables, for leak.c and prof.c (see stack.c). */
+#define KA_STACK_DEPTH 16 /* frames kept per stack, as kmemleak's MAX_TRACE */
+struct ka_stack {
+	struct ka_stack *next; /* in its bucket */
+	struct ka_stack *all;  /* every stack of its table, newest first */
+	uint64_t hash;
+	uint32_t depth;
+	/* leak.c's report sums, written only with its lock and all locks held. */
+	size_t count, bytes, first_size;
+	uintptr_t first;
+	uintptr_t frame[KA_STACK_DEPTH];
+};
+struct ka_stacks {
+	struct ka_stack **buckets, *all;
+	size_t mask, n;
+};
+/* A block by address; addr 0 marks an empty slot. rec: the owner's record. */
+struct ka_block {
+	uintptr_t addr;
+	size_t size;
+	void *rec;
+};
+/* Open addressing, linear probing, backward-shift deletion, load <= 1/2,
+ * doubled from ka_meta_alloc (the old table stays in the metadata). */
+struct ka_blocks {
+	struct ka_block *slot;
+	size_t mask, n;
+};
+/* The calling thread's stack mapping, for walks; 0, 0 until ka_stack_bounds. */
+extern __thread uintptr_t ka_stack_lo, ka_stack_hi;
+void ka_stack_bounds(void);
+void ka_stack_init(void); /* finds kalloc's own text, whose frames walks leave out */
+/* Return addresses from site (a frame record {fp, ra}; NULL: the caller's frame) up. */
+unsigned ka_stack_walk(uintptr_t *out, const uintptr_t *site);
+/* The record of frames[0..n), added if new; NULL if metadata is refused. */
+struct ka_stack *ka_stack_get(struct ka_stacks *t, const uintptr_t *frames, unsigned n);
+bool ka_blocks_add(struct ka_blocks *t, uintptr_t addr, size_t size, void *rec); /* false: no memory */
+bool ka_blocks_remove(struct ka_blocks *t, uintptr_t addr, struct ka_block *out); /* false: not there */
+uint64_t ka_mix(uint64_t x);
+uintptr_t ka_parse_hex(const char **s);
+/* The /proc/self/maps mapping holding a (no allocation, no stdio). */
+bool ka_mapping_of(uintptr_t a, uintptr_t *lo, uintptr_t *hi);
+
 /* --------------------------------------------------------------------- leak.c */
 /* leak:1, after kmemleak (see leak.c). Called from debug.c with no lock held:
  * after a block is taken, and before it is given back. */

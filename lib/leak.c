@@ -9,19 +9,15 @@
  * taken and ka_leak_free before it is given back (never with a kalloc lock
  * held). A live block is therefore always in the side table while its
  * memory is the program's: the scan never reads memory kalloc took back.
- *  - blocks: open addressing (linear probing, backward-shift deletion, no
- *    tombstones) of {address, requested size, stack}, load at most 1/2,
- *    doubled from ka_meta_alloc when full (the old table stays in the
- *    metadata, so what is wasted is at most the final table's size).
- *  - stacks: deduplicated by hash in chained buckets; a stack record's
- *    frames never change and it is never removed, so the report prints
- *    them after the locks are dropped. Frames are return addresses from a frame-pointer walk of the
- *    calling thread's stack (walk_stack), from the frame record of the
- *    program's call that api.c passes down (KA_SITE).
+ *  - blocks: {address, requested size, stack} in a ka_blocks table, and
+ *    stacks interned in a ka_stacks table (stack.c, shared with prof.c); a
+ *    stack record's frames never change and it is never removed, so the
+ *    report prints them after the locks are dropped. Frames are return
+ *    addresses from a frame-pointer walk of the calling thread's stack
+ *    (ka_stack_walk), from the frame record of the program's call that
+ *    api.c passes down (KA_SITE).
  *  - threads: the first allocation of a thread records its stack mapping
- *    (the /proc/self/maps line holding its stack pointer, read with plain
- *    system calls: pthread_getattr_np allocates and reads the same file
- *    through stdio) and registers a thread-exit key, as tcache.c does. A
+ *    (ka_stack_bounds) and registers a thread-exit key, as tcache.c does. A
  *    thread whose key destructor ran is no longer a root.
  * One lock, leak_lock, first in the lock order (init.c): a recording takes
  * it with no other kalloc lock held, and may take the metadata lock under
@@ -64,7 +60,6 @@
 
 #include "internal.h"
 
-#define DEPTH 16          /* frames kept per stack, as kmemleak's MAX_TRACE */
 #define MAX_ROOTS 2048    /* root ranges from loaded objects and threads */
 #define MAX_OBJS 1024     /* loaded objects, for naming frames */
 #define TCB_SCAN 4096     /* bytes of the exiting thread's control block scanned */
@@ -73,24 +68,6 @@
  * block up to the DTV pointer are a root (tcbhead_t: tcb, dtv, self). */
 #define DEAD_TCB_SCAN (3 * sizeof(void *))
 #define PAGE ((uintptr_t)KA_PAGE_SIZE)
-
-struct leak_stack {
-	struct leak_stack *next; /* in its bucket */
-	struct leak_stack *all;  /* every stack, newest first */
-	uint64_t hash;
-	uint32_t depth;
-	/* The report's sums, written only while leak_lock and all locks are held. */
-	size_t count, bytes, first_size;
-	uintptr_t first;
-	uintptr_t frame[DEPTH];
-};
-
-/* A live block; addr 0 marks an empty slot. */
-struct leak_block {
-	uintptr_t addr;
-	size_t size;
-	struct leak_stack *stack;
-};
 
 /* A thread that allocated; live until its exit key's destructor ran. */
 struct leak_thread {
@@ -101,10 +78,8 @@ struct leak_thread {
 };
 
 static pthread_mutex_t leak_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct leak_block *blocks;
-static size_t blocks_mask, nr_blocks; /* capacity - 1 (0: no table yet); live blocks */
-static struct leak_stack **buckets, *stacks;
-static size_t buckets_mask, nr_stacks;
+static struct ka_blocks blocks;
+static struct ka_stacks stacks;
 static size_t untracked; /* blocks the table could not take (metadata refused) */
 static struct leak_thread *threads;
 static pthread_key_t exit_key;
@@ -112,10 +87,6 @@ static pthread_key_t exit_key;
 enum { TH_NONE, TH_JOINING, TH_KNOWN, TH_GONE };
 static __thread uint8_t th_state;
 static __thread struct leak_thread *th_self;
-static __thread uintptr_t th_lo, th_hi; /* the stack mapping, for walks */
-
-/* kalloc's own text: frames in it are not the program's. */
-static uintptr_t text_lo, text_hi;
 
 /* stderr as it was at start-up, kept for the report: programs close theirs
  * before exit (coreutils' close_stdout). Used only while it is still the
@@ -123,101 +94,6 @@ static uintptr_t text_lo, text_hi;
  * not get the report in its data. */
 static int out_fd = -1;
 static struct stat out_st;
-
-/* ------------------------------------------------------------ helpers */
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	return x;
-}
-
-static size_t home(uintptr_t a) { return (size_t)mix(a >> 4) & blocks_mask; }
-
-static uintptr_t parse_hex(const char **s)
-{
-	uintptr_t v = 0;
-	for (;; (*s)++) {
-		char c = **s;
-		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
-			   : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
-		if (d == 16)
-			return v;
-		v = v << 4 | d;
-	}
-}
-
-/*
- * The mapping of /proc/self/maps that holds address a, read with open and
- * read into a stack buffer (no stdio, no allocation). Lines are taken
- * whole into `line`; only their leading "start-end" matters, so a long
- * path is cut.
- */
-static bool mapping_of(uintptr_t a, uintptr_t *lo, uintptr_t *hi)
-{
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	char buf[2048], line[64];
-	size_t n = 0;
-	bool found = false;
-	ssize_t r;
-	while (!found && (r = read(fd, buf, sizeof buf)) > 0) {
-		for (ssize_t i = 0; i < r && !found; i++) {
-			if (buf[i] != '\n') {
-				if (n < sizeof line - 1)
-					line[n++] = buf[i];
-				continue;
-			}
-			line[n] = 0;
-			n = 0;
-			const char *s = line;
-			uintptr_t start = parse_hex(&s);
-			if (*s++ != '-')
-				continue;
-			uintptr_t end = parse_hex(&s);
-			if (a >= start && a < end) {
-				*lo = start;
-				*hi = end;
-				found = true;
-			}
-		}
-	}
-	close(fd);
-	return found;
-}
-
-/* kalloc's text, from its own program headers (the linker's __ehdr_start);
- * none when kalloc is linked into the program itself. */
-extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
-
-static void find_own_text(void)
-{
-	const ElfW(Ehdr) *eh = &__ehdr_start;
-	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(const void *)((const char *)eh + eh->e_phoff);
-	if ((uintptr_t)ph == getauxval(AT_PHDR))
-		return;
-	uintptr_t bias = 0;
-	bool first = true;
-	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		if (ph[i].p_type != PT_LOAD)
-			continue;
-		if (first)
-			bias = (uintptr_t)eh - (ph[i].p_vaddr - ph[i].p_offset);
-		first = false;
-		if (ph[i].p_flags & PF_X) {
-			uintptr_t lo = bias + ph[i].p_vaddr, hi = lo + ph[i].p_memsz;
-			if (!text_lo || lo < text_lo)
-				text_lo = lo;
-			if (hi > text_hi)
-				text_hi = hi;
-		}
-	}
-}
-
-static bool in_kalloc(uintptr_t ra) { return ra >= text_lo && ra < text_hi; }
 
 /* ------------------------------------------------------------ threads */
 
@@ -241,11 +117,7 @@ static void thread_join(void)
 {
 	int saved = errno;
 	th_state = TH_JOINING;
-	uintptr_t sp = (uintptr_t)__builtin_frame_address(0), lo = 0, hi = 0;
-	if (mapping_of(sp, &lo, &hi) && ka_map_entry(sp) == 0) {
-		th_lo = lo;
-		th_hi = hi;
-	}
+	ka_stack_bounds();
 	struct leak_thread *t = NULL;
 	pthread_mutex_lock(&leak_lock);
 	for (struct leak_thread *u = threads; u && !t; u = u->next)
@@ -256,8 +128,8 @@ static void thread_join(void)
 		threads = t;
 	}
 	if (t) {
-		t->lo = th_lo;
-		t->hi = th_hi;
+		t->lo = ka_stack_lo;
+		t->hi = ka_stack_hi;
 		t->tp = (uintptr_t)__builtin_thread_pointer();
 		t->live = true;
 	}
@@ -271,148 +143,23 @@ static void thread_join(void)
 
 /* ------------------------------------------------------------ recording */
 
-/*
- * Return addresses of the calling thread, frame-pointer walk: each frame
- * must lie above the last, 8-aligned and inside the thread's stack
- * mapping, so the walk reads only that mapping and never faults. Frames in
- * kalloc itself are left out. Code built without frame pointers breaks the
- * chain: its stacks come out short (or, when a register happens to look
- * like a frame, wrong past the first frame).
- */
-static KA_NOINLINE unsigned walk_stack(uintptr_t *out, const uintptr_t *site)
-{
-	unsigned n = 0;
-	uintptr_t fp = site ? (uintptr_t)site : (uintptr_t)__builtin_frame_address(0), lo = fp;
-	if (fp < th_lo || fp >= th_hi) {
-		/* A stack kalloc does not know (a coroutine's, a signal stack):
-		 * only the call site, from api.c's own frame. */
-		if (site && !in_kalloc(site[1]))
-			out[n++] = site[1];
-		return n;
-	}
-	while (n < DEPTH && !(fp & 7) && fp >= lo && fp <= th_hi - 16) {
-		const uintptr_t *f = (const uintptr_t *)fp;
-		uintptr_t next = f[0], ra = f[1];
-		if (ra < PAGE)
-			break;
-		if (!in_kalloc(ra))
-			out[n++] = ra;
-		lo = fp + 16;
-		fp = next;
-	}
-	return n;
-}
-
-/* The stack record for frames[0..n), linked if new; NULL if metadata is refused. */
-static struct leak_stack *stack_get_locked(const uintptr_t *frames, unsigned n)
-{
-	uint64_t h = n;
-	for (unsigned i = 0; i < n; i++)
-		h = mix(h ^ frames[i]) + i;
-	if (nr_stacks >= buckets_mask + 1 || !buckets) {
-		size_t cap = buckets ? (buckets_mask + 1) * 2 : 1024;
-		struct leak_stack **nb = ka_meta_alloc(cap * sizeof *nb, 64);
-		if (nb) {
-			for (struct leak_stack *s = stacks; s; s = s->all) {
-				size_t b = s->hash & (cap - 1);
-				s->next = nb[b];
-				nb[b] = s;
-			}
-			buckets = nb;
-			buckets_mask = cap - 1;
-		} else if (!buckets) {
-			return NULL;
-		}
-	}
-	struct leak_stack **bucket = &buckets[h & buckets_mask];
-	for (struct leak_stack *s = *bucket; s; s = s->next)
-		if (s->hash == h && s->depth == n && !memcmp(s->frame, frames, n * sizeof *frames))
-			return s;
-	struct leak_stack *s = ka_meta_alloc(sizeof *s, 16);
-	if (!s)
-		return NULL;
-	s->hash = h;
-	s->depth = n;
-	memcpy(s->frame, frames, n * sizeof *frames);
-	s->next = *bucket;
-	s->all = stacks;
-	__atomic_store_n(bucket, s, __ATOMIC_RELEASE);
-	__atomic_store_n(&stacks, s, __ATOMIC_RELEASE);
-	nr_stacks++;
-	return s;
-}
-
-static void insert_locked(uintptr_t addr, size_t size, struct leak_stack *st)
-{
-	size_t i = home(addr);
-	while (blocks[i].addr)
-		i = (i + 1) & blocks_mask;
-	blocks[i].addr = addr;
-	blocks[i].size = size;
-	blocks[i].stack = st;
-	nr_blocks++;
-}
-
-/* Room for one more block: the table doubles at half full. */
-static bool reserve_locked(void)
-{
-	if (blocks && nr_blocks + 1 <= (blocks_mask + 1) / 2)
-		return true;
-	size_t cap = blocks ? (blocks_mask + 1) * 2 : 4096;
-	struct leak_block *nb = ka_meta_alloc(cap * sizeof *nb, 64), *old = blocks;
-	if (!nb)
-		return false;
-	size_t old_cap = blocks ? blocks_mask + 1 : 0;
-	blocks = nb;
-	blocks_mask = cap - 1;
-	nr_blocks = 0;
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i].addr)
-			insert_locked(old[i].addr, old[i].size, old[i].stack);
-	return true;
-}
-
 void ka_leak_alloc(void *p, size_t size, const uintptr_t *site)
 {
 	if (th_state == TH_NONE)
 		thread_join();
-	uintptr_t frames[DEPTH];
-	unsigned n = walk_stack(frames, site);
+	uintptr_t frames[KA_STACK_DEPTH];
+	unsigned n = ka_stack_walk(frames, site);
 	pthread_mutex_lock(&leak_lock);
-	struct leak_stack *st = stack_get_locked(frames, n);
-	if (reserve_locked())
-		insert_locked((uintptr_t)p, size, st);
-	else
+	struct ka_stack *st = ka_stack_get(&stacks, frames, n);
+	if (!ka_blocks_add(&blocks, (uintptr_t)p, size, st))
 		untracked++;
 	pthread_mutex_unlock(&leak_lock);
 }
 
 void ka_leak_free(void *p)
 {
-	uintptr_t a = (uintptr_t)p;
 	pthread_mutex_lock(&leak_lock);
-	if (!blocks)
-		goto out;
-	size_t i = home(a);
-	while (blocks[i].addr && blocks[i].addr != a)
-		i = (i + 1) & blocks_mask;
-	if (!blocks[i].addr)
-		goto out;
-	/* Backward shift: pull later entries of the run into the hole unless
-	 * their home lies cyclically in (hole, j]. */
-	for (size_t j = i;;) {
-		j = (j + 1) & blocks_mask;
-		if (!blocks[j].addr)
-			break;
-		size_t k = home(blocks[j].addr);
-		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
-			continue;
-		blocks[i] = blocks[j];
-		i = j;
-	}
-	blocks[i].addr = 0;
-	nr_blocks--;
-out:
+	ka_blocks_remove(&blocks, (uintptr_t)p, NULL);
 	pthread_mutex_unlock(&leak_lock);
 }
 
@@ -506,7 +253,7 @@ static unsigned count_tasks(void)
 
 struct live {
 	uintptr_t addr, end;
-	struct leak_stack *stack;
+	struct ka_stack *stack;
 	size_t size;
 	bool marked;
 };
@@ -626,8 +373,8 @@ static void scan_closure(struct scan *s)
  * scan's own locals hold anything the program allocated. */
 static KA_NOINLINE void mark(struct scan *s, uintptr_t from)
 {
-	if (from >= th_lo && from < th_hi)
-		scan_words(s, (const void *)from, th_hi - from);
+	if (from >= ka_stack_lo && from < ka_stack_hi)
+		scan_words(s, (const void *)from, ka_stack_hi - from);
 	for (unsigned i = 0; i < nr_roots; i++) {
 		consider(s, roots[i].lo); /* a TLS block may itself be a live block */
 		scan_range(s, roots[i].lo, roots[i].hi, roots[i].other);
@@ -661,7 +408,7 @@ static void put_frame(struct ka_buf *b, uintptr_t ra)
 	ka_buf_str(b, "\n");
 }
 
-static void put_group(const struct leak_stack *st, int fd)
+static void put_group(const struct ka_stack *st, int fd)
 {
 	char mem[2048];
 	struct ka_buf b = {mem, 0, sizeof mem};
@@ -686,9 +433,9 @@ static void put_group(const struct leak_stack *st, int fd)
 }
 
 /* Unmarked blocks into their stacks' sums; the stacks with any, biggest first. */
-static size_t gather(struct scan *s, struct leak_stack **groups, size_t cap, struct leak_stack *none)
+static size_t gather(struct scan *s, struct ka_stack **groups, size_t cap, struct ka_stack *none)
 {
-	for (struct leak_stack *st = stacks; st; st = st->all)
+	for (struct ka_stack *st = stacks.all; st; st = st->all)
 		st->count = st->bytes = 0;
 	none->count = none->bytes = 0;
 	size_t n = 0;
@@ -696,7 +443,7 @@ static size_t gather(struct scan *s, struct leak_stack **groups, size_t cap, str
 		struct live *b = &s->live[i];
 		if (b->marked)
 			continue;
-		struct leak_stack *st = b->stack ? b->stack : none;
+		struct ka_stack *st = b->stack ? b->stack : none;
 		if (!st->count++) {
 			st->first = b->addr;
 			st->first_size = b->size;
@@ -707,7 +454,7 @@ static size_t gather(struct scan *s, struct leak_stack **groups, size_t cap, str
 	}
 	/* Insertion sort: groups are few next to blocks. */
 	for (size_t i = 1; i < n; i++) {
-		struct leak_stack *g = groups[i];
+		struct ka_stack *g = groups[i];
 		size_t j = i;
 		for (; j > 0 && groups[j - 1]->bytes < g->bytes; j--)
 			groups[j] = groups[j - 1];
@@ -716,7 +463,7 @@ static size_t gather(struct scan *s, struct leak_stack **groups, size_t cap, str
 	return n;
 }
 
-static void report(int fd, struct leak_stack **groups, size_t n, unsigned others, size_t nlive,
+static void report(int fd, struct ka_stack **groups, size_t n, unsigned others, size_t nlive,
 		   bool skipped)
 {
 	size_t objects = 0, bytes = 0;
@@ -777,9 +524,9 @@ static KA_NOINLINE void leak_report(void)
 	setjmp(regs);
 	unsigned tasks = count_tasks();
 	uintptr_t lo, hi;
-	if (!th_hi && mapping_of((uintptr_t)&regs, &lo, &hi) && !ka_map_entry((uintptr_t)&regs)) {
-		th_lo = lo; /* the exiting thread never allocated */
-		th_hi = hi;
+	if (!ka_stack_hi && ka_mapping_of((uintptr_t)&regs, &lo, &hi) && !ka_map_entry((uintptr_t)&regs)) {
+		ka_stack_lo = lo; /* the exiting thread never allocated */
+		ka_stack_hi = hi;
 	}
 	nr_roots = nr_objs = 0;
 	roots_cut = false;
@@ -787,17 +534,17 @@ static KA_NOINLINE void leak_report(void)
 	/* The control block of the exiting thread (for the main thread it is
 	 * not in its stack mapping): pthread_setspecific values live there. */
 	uintptr_t tp = (uintptr_t)__builtin_thread_pointer();
-	if (mapping_of(tp, &lo, &hi))
+	if (ka_mapping_of(tp, &lo, &hi))
 		add_root(tp, tp + TCB_SCAN < hi ? tp + TCB_SCAN : hi, false);
 
 	struct scan s;
 	memset(&s, 0, sizeof s);
-	struct leak_stack **groups = NULL, none;
+	struct ka_stack **groups = NULL, none;
 	memset(&none, 0, sizeof none);
 	size_t cap_blocks = 0, cap_stacks = 0;
 	for (int tries = 0;; tries++) {
 		pthread_mutex_lock(&leak_lock);
-		size_t nb = nr_blocks, ns = nr_stacks;
+		size_t nb = blocks.n, ns = stacks.n;
 		pthread_mutex_unlock(&leak_lock);
 		if (nb > cap_blocks || ns + 1 > cap_stacks) {
 			cap_blocks = nb + nb / 8 + 64;
@@ -811,20 +558,20 @@ static KA_NOINLINE void leak_report(void)
 			}
 		}
 		ka_lock_all();
-		if ((nr_blocks <= cap_blocks && nr_stacks + 1 <= cap_stacks) || tries == 3)
+		if ((blocks.n <= cap_blocks && stacks.n + 1 <= cap_stacks) || tries == 3)
 			break;
 		ka_unlock_all();
 	}
-	for (size_t i = 0; i <= blocks_mask && blocks && s.n < cap_blocks; i++)
-		if (blocks[i].addr) {
+	for (size_t i = 0; blocks.slot && i <= blocks.mask && s.n < cap_blocks; i++)
+		if (blocks.slot[i].addr) {
 			struct live *l = &s.live[s.n++];
-			l->addr = blocks[i].addr;
-			l->size = blocks[i].size;
+			l->addr = blocks.slot[i].addr;
+			l->size = blocks.slot[i].size;
 			l->end = l->addr + (l->size ? l->size : 1);
-			l->stack = blocks[i].stack;
+			l->stack = blocks.slot[i].rec;
 			l->marked = false;
 		}
-	untracked += nr_blocks - s.n; /* the tables outgrew the scratch: not scanned */
+	untracked += blocks.n - s.n; /* the tables outgrew the scratch: not scanned */
 	sort_live(s.live, s.n);
 	if (s.n) {
 		s.lo = s.live[0].addr;
@@ -854,7 +601,7 @@ void ka_leak_init(void)
 {
 	if (!ka_opt.leak)
 		return;
-	find_own_text();
+	ka_stack_init();
 	pthread_key_create(&exit_key, thread_gone);
 	int fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
 	if (fd >= 0 && fstat(fd, &out_st) == 0)
