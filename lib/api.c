@@ -46,6 +46,18 @@ void free_aligned_sized(void *p, size_t align, size_t size);
  */
 #define KA_SITE() ((const uintptr_t *)__builtin_frame_address(0))
 
+/*
+ * prof:1's count of a slow-path allocation (tcache.c). The sample walks
+ * from site, a frame of this call chain: the barrier uses the result after
+ * the call, so that it is never a tail call that pops the frame first.
+ */
+static inline void *prof_count(void *p, size_t n, const uintptr_t *site)
+{
+	p = ka_tcache_count(p, n, site);
+	__asm__ volatile("" : "+r"(p));
+	return p;
+}
+
 /* site NULL: malloc's, which tail-calls here. */
 static KA_NOINLINE void *malloc_slow(size_t n, const uintptr_t *site)
 {
@@ -58,6 +70,8 @@ static KA_NOINLINE void *malloc_slow(size_t n, const uintptr_t *site)
 	void *p = n > PTRDIFF_MAX ? NULL : ka_debug_on ? ka_debug_alloc(n, 0, site) : ka_tcache_malloc_slow(n);
 	if (!p)
 		errno = ENOMEM;
+	else if (KA_UNLIKELY(ka_prof_on))
+		p = prof_count(p, n, site);
 	return p;
 }
 
@@ -111,9 +125,18 @@ static void *alloc_aligned(size_t align, size_t size, const uintptr_t *site)
 	}
 	ka_init();
 	unsigned cls = ka_class_for_align(size ? size : 1, align);
-	void *p = ka_debug_on ? ka_debug_alloc(size, align, site) : cls ? KA_API(malloc)(ka_classes[cls].size) : ka_large_alloc(size, align, false);
+	if (ka_debug_on || cls) {
+		/* A sampled object of a class becomes a page block: aligned enough. */
+		void *p = ka_debug_on ? ka_debug_alloc(size, align, site) : KA_API(malloc)(ka_classes[cls].size);
+		if (!p)
+			errno = ENOMEM;
+		return p;
+	}
+	void *p = ka_large_alloc(size, align, false);
 	if (!p)
 		errno = ENOMEM;
+	else if (KA_UNLIKELY(ka_prof_on))
+		p = prof_count(p, size, site);
 	return p;
 }
 
@@ -160,6 +183,8 @@ static KA_NOINLINE void *calloc_slow(size_t n)
 		void *p = ka_large_alloc(n, KA_PAGE_SIZE, true);
 		if (!p)
 			errno = ENOMEM;
+		else if (KA_UNLIKELY(ka_prof_on))
+			p = prof_count(p, n, KA_SITE()); /* a large block is flagged, not moved */
 		return p;
 	}
 	void *p = malloc_slow(n, KA_SITE());
@@ -198,10 +223,12 @@ static KA_NOINLINE void *realloc_from(void *p, size_t n)
 		return q;
 	}
 	size_t old = usable(p, "realloc()");
+	/* A sampled block moves (prof.c): the new one is sampled on its own count. */
+	bool stay = !KA_UNLIKELY(ka_prof_on) || !ka_prof_sampled(p);
 	/* A slab object stays put while the smaller class would save under half. */
-	if (old <= KA_SMALL_MAX && n <= old && ka_classes[ka_size_class[(n + 7) >> 3]].size * 2 >= old)
+	if (stay && old <= KA_SMALL_MAX && n <= old && ka_classes[ka_size_class[(n + 7) >> 3]].size * 2 >= old)
 		return p;
-	if (old > KA_SMALL_MAX && n > KA_SMALL_MAX) {
+	if (stay && old > KA_SMALL_MAX && n > KA_SMALL_MAX) {
 		void *q = ka_large_resize(p, n, "realloc()");
 		if (q)
 			return q;
@@ -403,5 +430,11 @@ KA_EXPORT void kalloc_buddyinfo(int fd)
 {
 	ka_init();
 	ka_buddy_print(fd);
+}
+
+KA_EXPORT int kalloc_prof_dump(const char *path)
+{
+	ka_init();
+	return ka_prof_dump(path);
 }
 #endif

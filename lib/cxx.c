@@ -220,7 +220,9 @@ static KA_NOINLINE void delete_sized_slow(void *p, size_t n, size_t align)
 	} else {
 		unsigned cls = request_class(n, align);
 		struct ka_slab *s = ka_slab_of(p);
-		ok = s ? cls && s->cache == &ka_kmalloc[cls] : !cls && n <= u;
+		/* A sampled small block is a page block of its own (prof.c). */
+		ok = s ? cls && s->cache == &ka_kmalloc[cls]
+		       : (!cls || (ka_prof_on && ka_prof_sampled(p))) && n <= u;
 	}
 	if (!ok)
 		ka_fatal(func, "size does not match the block", p, NULL);

@@ -18,6 +18,7 @@
  * huge lock held (internal.h, ka_lock; os.c checks it):
  */
 enum ka_lock_order {
+	KA_LOCK_PROF,    /* prof.c: its dumps' lock, then its tables (the metadata lock under them) */
 	KA_LOCK_LEAK,    /* leak.c: the live-block and stack tables (its scan takes all below) */
 	KA_LOCK_PUBLISH, /* stats.c: the published counters (it reads all below) */
 	KA_LOCK_TCACHES, /* tcache.c: the list of thread caches */
@@ -51,6 +52,7 @@ static const struct {
 	void (*take)(void);
 	void (*give)(bool child);
 } locks[KA_NR_LOCKS] = {
+	[KA_LOCK_PROF] = {"prof", ka_prof_prefork, ka_prof_postfork},
 	[KA_LOCK_LEAK] = {"leak", ka_leak_prefork, ka_leak_postfork},
 	[KA_LOCK_PUBLISH] = {"publish", ka_stats_prefork, ka_stats_postfork},
 	[KA_LOCK_TCACHES] = {"tcaches", ka_tcache_prefork, ka_tcache_postfork},
@@ -91,6 +93,7 @@ static void take(int lock)
 static void prefork(void)
 {
 	ka_init();
+	take(KA_LOCK_PROF);
 	take(KA_LOCK_LEAK);
 	take(KA_LOCK_PUBLISH);
 	take(KA_LOCK_TCACHES);
@@ -136,6 +139,7 @@ void ka_init_slow(void)
 	ka_options_init();
 	ka_debug_init();
 	ka_leak_init();
+	ka_prof_init();
 	ka_secret = (uintptr_t)random_word();
 	do
 		ka_free_key = random_word();

@@ -121,6 +121,13 @@ int ka_report_fd(void);
 /* Open the stats file named by pattern ("%p": the pid, "%%": "%") for
  * appending, 0600, no symlink; -1 with a warning if it cannot. */
 int ka_report_open(const char *pattern);
+/* Big enough that nothing is cut: each pattern character gives at most 5
+ * bytes ("%p" gives a pid, at most 10 digits). */
+#define KA_PATH_MAX (KA_OPT_STR_MAX * 5 + 16)
+/* A file name pattern's expansion, into path[cap]. */
+void ka_path_expand(const char *pattern, char *path, size_t cap);
+/* open(path) for writing, created 0600, no symlink followed, close-on-exec, plus flags. */
+int ka_path_open(const char *path, int flags);
 
 #define ka_assert(c)                                                               \
 	do {                                                                       \
@@ -147,6 +154,10 @@ struct ka_options {
 	char stats_file[KA_OPT_STR_MAX];
 	uint64_t leak;           /* record every block's stack; report unreferenced ones at exit */
 	uint64_t background_thread; /* a thread that purges at the decay rate with no calls */
+	uint64_t prof;           /* sampled heap profile (prof.c) */
+	uint64_t prof_sample;    /* mean bytes between samples */
+	uint64_t prof_step;      /* MiB of in-use growth between dumps; 0: none */
+	char prof_file[KA_OPT_STR_MAX]; /* where the exit dump goes */
 };
 extern struct ka_options ka_opt;
 
@@ -508,9 +519,17 @@ struct ka_stack {
 	struct ka_stack *all;  /* every stack of its table, newest first */
 	uint64_t hash;
 	uint32_t depth;
-	/* leak.c's report sums, written only with its lock and all locks held. */
-	size_t count, bytes, first_size;
-	uintptr_t first;
+	/* The owner's counters, under its lock: leak.c's report sums; prof.c's
+	 * sampled counts of the site (frame[0] is its size class there). */
+	union {
+		struct {
+			size_t count, bytes, first_size;
+			uintptr_t first;
+		};
+		struct {
+			uint64_t live_n, live_bytes, total_n, total_bytes;
+		};
+	};
 	uintptr_t frame[KA_STACK_DEPTH];
 };
 struct ka_stacks {
@@ -552,6 +571,24 @@ void ka_leak_free(void *p);
 void ka_leak_init(void); /* after ka_debug_init */
 void ka_leak_prefork(void);
 void ka_leak_postfork(bool child);
+
+/* --------------------------------------------------------------------- prof.c */
+/* prof:1, the sampled heap profile (see prof.c). */
+extern bool ka_prof_on;
+void ka_prof_init(void); /* after ka_debug_init: refused with a debug mode */
+/* The sample clock: `used` more bytes allocated; true if the allocation
+ * that ended them is sampled (a new interval is then drawn). */
+bool ka_prof_clock(int64_t used);
+int64_t ka_prof_left(void); /* bytes to the next sample */
+/* Sample the new block p of n bytes (site: as ka_leak_alloc's); returns
+ * the block the program gets: a slab object is swapped for a page block. */
+void *ka_prof_sample(void *p, size_t n, const uintptr_t *site);
+/* A sampled block about to be freed (its flag already cleared). */
+void ka_prof_free(void *p);
+bool ka_prof_sampled(const void *p); /* p: a live block */
+int ka_prof_dump(const char *path); /* kalloc_prof_dump */
+void ka_prof_prefork(void);
+void ka_prof_postfork(bool child);
 
 /* -------------------------------------------------------------------- large.c */
 /* size > KA_SMALL_MAX, or any size with align > KA_SMALL_ALIGN_MAX. NULL if refused. */

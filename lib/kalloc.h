@@ -61,6 +61,14 @@ int kalloc_cache_destroy(struct kmem_cache *cache);
 void kalloc_slabinfo(int fd);
 void kalloc_buddyinfo(int fd);
 
+/*
+ * Write the heap profile of KALLOC_CONF=prof:1 (gperftools heap format, for
+ * google-pprof and jeprof) to path, truncated, or to prof_file if path is
+ * NULL. 0, or -1 with errno: ENOENT when prof:1 is off, else open's or
+ * write's error. Preloaded programs find it with dlsym(RTLD_DEFAULT, ...).
+ */
+int kalloc_prof_dump(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

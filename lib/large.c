@@ -190,6 +190,7 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 	ka_list_init(&h->node);
 	h->size = size;
 	h->state = KA_HUGE_LIVE;
+	ka_store_relaxed(&h->sampled, 0);
 	live_bytes += h->map_size;
 	nr_live++;
 	ka_unlock(&huge_lock);
@@ -245,14 +246,34 @@ static struct ka_huge *huge_head(void *p, const char *func)
 	return h;
 }
 
+/* A sampled block leaves prof.c's table before it is given back: its
+ * address may be sampled again at once by another thread. */
+static void unsample(void *p, struct ka_page *pg)
+{
+	if (pg && (pg->flags & KA_PGF_SAMPLED)) {
+		pg->flags &= (uint8_t)~KA_PGF_SAMPLED;
+		ka_prof_free(p);
+	}
+	struct ka_huge *h = pg ? NULL : huge_of(p);
+	/* The caller's live block: its flag is the caller's to read. */
+	if (h && (uintptr_t)p == h->base && ka_load_relaxed(&h->sampled)) {
+		ka_store_relaxed(&h->sampled, 0);
+		ka_prof_free(p);
+	}
+}
+
 void ka_large_free(void *p, const char *func)
 {
 	if (!(ka_map_entry((uintptr_t)p) & KA_MAP_HUGE)) {
 		struct ka_page *pg = large_head(p, func);
+		if (KA_UNLIKELY(ka_prof_on))
+			unsample(p, pg);
 		if (!ka_pcp_free(pg))
 			ka_buddy_free_pages(p, pg->npages);
 		return;
 	}
+	if (KA_UNLIKELY(ka_prof_on))
+		unsample(p, NULL);
 	struct ka_list out = {&out, &out};
 	ka_lock(&huge_lock);
 	struct ka_huge *h = huge_head(p, func);

@@ -25,6 +25,8 @@ struct ka_options ka_opt = {
 	.page_source = KA_PAGE_SOURCE_MMAP,
 	.purge_delay_ms = 1000,
 	.tcache_max = 4096,
+	.prof_sample = 524288,
+	.prof_file = "kalloc.%p.heap",
 };
 
 /* Values that may be written as names; NULL-terminated, index = value. */
@@ -66,6 +68,15 @@ static const struct option {
 	 "1: record each block's stack; at exit report the blocks nothing points to (kmemleak)", 0},
 	{"background_thread", offsetof(struct ka_options, background_thread), 0, 1, NULL,
 	 "1: a thread purges free memory at the decay rate even when the program makes no call", 0},
+	{"prof", offsetof(struct ka_options, prof), 0, 1, NULL,
+	 "1: sampled heap profile (gperftools format), written to prof_file at exit", 0},
+	{"prof_sample", offsetof(struct ka_options, prof_sample), 1, (uint64_t)1 << 40, NULL,
+	 "mean bytes allocated between two samples of prof:1 (default 524288)", 0},
+	{"prof_file", offsetof(struct ka_options, prof_file), 0, 0, NULL,
+	 "PATH: where prof:1 writes its profile at exit (default kalloc.%p.heap); %p: the pid",
+	 sizeof ka_opt.prof_file},
+	{"prof_step", offsetof(struct ka_options, prof_step), 0, (uint64_t)1 << 20, NULL,
+	 "N: with prof:1, dump each time the in-use estimate passes its high-water mark by N MiB (0: off)", 0},
 };
 
 static void bad(const char *what, const char *s, size_t n)

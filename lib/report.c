@@ -164,12 +164,9 @@ int ka_report_fd(void)
 	return fd;
 }
 
-int ka_report_open(const char *pattern)
+void ka_path_expand(const char *pattern, char *path, size_t cap)
 {
-	/* Big enough that nothing is cut: each pattern character gives at
-	 * most 5 bytes ("%p" gives a pid, at most 10 digits). */
-	char path[KA_OPT_STR_MAX * 5 + 1];
-	struct ka_buf b = {path, 0, sizeof path - 1};
+	struct ka_buf b = {path, 0, cap - 1};
 	for (const char *s = pattern; *s; s++) {
 		if (s[0] == '%' && s[1] == 'p')
 			ka_buf_u64(&b, (uint64_t)getpid(), 0), s++;
@@ -179,11 +176,22 @@ int ka_report_open(const char *pattern)
 			put(&b, *s);
 	}
 	path[b.len] = 0;
+}
+
+int ka_path_open(const char *path, int flags)
+{
+	/* O_NOFOLLOW: a symlink planted at the name is not followed. */
+	return open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | flags, 0600);
+}
+
+int ka_report_open(const char *pattern)
+{
+	char path[KA_PATH_MAX];
+	ka_path_expand(pattern, path, sizeof path);
 	int saved = errno;
 	/* Appended: a parent and a child given the same name (no %p) both
-	 * keep their report. O_NOFOLLOW: a symlink planted at the name is
-	 * not followed. */
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+	 * keep their report. */
+	int fd = ka_path_open(path, O_APPEND);
 	errno = saved;
 	if (fd < 0)
 		ka_warn("stats_file: cannot open, reporting on stderr", path);

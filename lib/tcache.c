@@ -594,9 +594,8 @@ static void gc_bin(struct ka_tcache *tc, unsigned cls)
 	}
 }
 
-static void tick(void)
+static void housekeeping(void)
 {
-	ka_tls.tick = KA_TICK_BYTES;
 	if (tc_state == TC_LIVE) {
 		struct ka_tcache *tc = ka_tc;
 		uint32_t epoch = __atomic_load_n(&trim_epoch, __ATOMIC_RELAXED);
@@ -620,15 +619,71 @@ static void tick(void)
 		start_background();
 }
 
-void *ka_tcache_tick_after(void *p)
+static void tick(void)
 {
+	ka_tls.tick = KA_TICK_BYTES;
+	housekeeping();
+}
+
+/*
+ * prof:1 (prof.c) shares the countdown: it is armed to run out at the
+ * nearer of the next tick and the next sample. `armed` is the value it was
+ * set to and hk_left the housekeeping bytes left then, so armed - tick is
+ * what the fast path allocated since. Slow paths settle at once: a charge
+ * is work, not allocation, and moves only the housekeeping count; a slow
+ * allocation's bytes move both (ka_tcache_count). Since the countdown
+ * never passes the sample point unnoticed, only the allocation that takes
+ * it below zero can be the sampled one. Both start equal to the initial
+ * countdown, so a thread's first settle counts from its start.
+ */
+static __thread int64_t armed = KA_TICK_BYTES, hk_left = KA_TICK_BYTES;
+
+/* Settle `alloc` bytes allocated on a slow path and `work` bytes of
+ * charged work; true if the allocation just made is sampled. */
+static bool settle(int64_t alloc, int64_t work)
+{
+	int64_t used = armed - ka_tls.tick + alloc;
+	bool sample = ka_prof_clock(used);
+	hk_left -= used + work;
+	bool due = hk_left < 0;
+	if (due)
+		hk_left = KA_TICK_BYTES;
+	int64_t next = ka_prof_left();
+	/* Armed before the housekeeping, which may allocate (pthread_create). */
+	armed = ka_tls.tick = next < hk_left ? next : hk_left;
+	if (due)
+		housekeeping();
+	return sample;
+}
+
+void *ka_tcache_tick_after(void *p, size_t n)
+{
+	if (KA_UNLIKELY(ka_prof_on)) {
+		/* malloc tail-calls here: this frame is the program's call site,
+		 * which the sample reads, so no tail call out of it (the barrier). */
+		if (settle(0, 0)) {
+			p = ka_prof_sample(p, n, (const uintptr_t *)__builtin_frame_address(0));
+			__asm__ volatile("" : "+r"(p));
+		}
+		return p;
+	}
 	tick();
+	return p;
+}
+
+void *ka_tcache_count(void *p, size_t n, const uintptr_t *site)
+{
+	if (p && settle((int64_t)n, 0))
+		return ka_prof_sample(p, n, site);
 	return p;
 }
 
 void ka_tcache_charge(size_t bytes)
 {
-	if ((ka_tls.tick -= (int64_t)(bytes < KA_TICK_BYTES ? bytes : KA_TICK_BYTES)) < 0)
+	int64_t b = (int64_t)(bytes < KA_TICK_BYTES ? bytes : KA_TICK_BYTES);
+	if (KA_UNLIKELY(ka_prof_on))
+		settle(0, b);
+	else if ((ka_tls.tick -= b) < 0)
 		tick();
 }
 

@@ -29,9 +29,13 @@ extern __thread struct ka_tls ka_tls;
 #define ka_tc (ka_tls.tc)
 
 void *ka_tcache_malloc_slow(size_t n);
-/* The housekeeping tick, after a fast-path malloc that took the countdown
- * below zero; returns p. */
-__attribute__((returns_nonnull)) void *ka_tcache_tick_after(void *p);
+/* After a fast-path malloc of n bytes that took the countdown below zero:
+ * the housekeeping tick, or under prof:1 the tick or a sample (tcache.c,
+ * settle); returns the block the program gets. */
+__attribute__((returns_nonnull)) void *ka_tcache_tick_after(void *p, size_t n);
+/* prof:1: a slow-path allocation of n bytes (p, NULL if it failed) from
+ * site (api.c, KA_SITE); returns the block the program gets. */
+void *ka_tcache_count(void *p, size_t n, const uintptr_t *site);
 /* Count `bytes` of slow-path work down, ticking when due; call with no lock held. */
 void ka_tcache_charge(size_t bytes);
 /* What a slow free of a large block (or any, in a debug mode) counts: a
@@ -66,7 +70,7 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 			/* Clear the key, so that a later free is not taken for a double one. */
 			((uint64_t *)p)[1] = 0;
 			if (KA_UNLIKELY((ka_tls.tick -= (int64_t)n) < 0))
-				return ka_tcache_tick_after(p);
+				return ka_tcache_tick_after(p, n);
 			return p;
 		}
 	}

@@ -138,7 +138,8 @@ enum ka_page_kind {
 };
 
 /* Page flags. */
-#define KA_PGF_CLEAN 0x1 /* free block: not resident, reads as zero */
+#define KA_PGF_CLEAN 0x1   /* free block: not resident, reads as zero */
+#define KA_PGF_SAMPLED 0x2 /* large block: in prof.c's table of sampled blocks */
 
 /*
  * struct ka_page: one per page of every chunk, 64 bytes (a cache line, so
@@ -255,6 +256,7 @@ struct ka_huge {
 	struct ka_list node; /* on the cache of freed mappings */
 	uint64_t freed_ms;
 	uint8_t state;       /* KA_HUGE_LIVE / KA_HUGE_CACHED */
+	uint8_t sampled;     /* live: in prof.c's table of sampled blocks */
 };
 enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
 
