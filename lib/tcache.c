@@ -629,22 +629,35 @@ static void tick(void)
  * prof:1 (prof.c) shares the countdown: it is armed to run out at the
  * nearer of the next tick and the next sample. `armed` is the value it was
  * set to and hk_left the housekeeping bytes left then, so armed - tick is
- * what the fast path allocated since. Slow paths settle at once: a charge
- * is work, not allocation, and moves only the housekeeping count; a slow
- * allocation's bytes move both (ka_tcache_count). Since the countdown
- * never passes the sample point unnoticed, only the allocation that takes
- * it below zero can be the sampled one. Both start equal to the initial
- * countdown, so a thread's first settle counts from its start.
+ * what was counted since: allocated bytes (the fast path's, and slow
+ * allocations', ka_tcache_count) and charged work, which `charged` keeps
+ * apart, as only allocated bytes move the sample clock. The countdown
+ * never passes the sample point unnoticed (charges only make it run out
+ * sooner), so the allocation that takes it below zero is the only one
+ * that can be sampled. Both start equal to the initial countdown, and a
+ * thread's first slow path (every thread starts on one: its cache is
+ * empty) settles at once, so that its first sample is drawn from its start.
  */
-static __thread int64_t armed = KA_TICK_BYTES, hk_left = KA_TICK_BYTES;
+static __thread int64_t armed = KA_TICK_BYTES, hk_left = KA_TICK_BYTES, charged;
+static __thread bool prof_armed;
 
-/* Settle `alloc` bytes allocated on a slow path and `work` bytes of
- * charged work; true if the allocation just made is sampled. */
-static bool settle(int64_t alloc, int64_t work)
+static bool settle(void);
+
+static void arm_first(void)
 {
-	int64_t used = armed - ka_tls.tick + alloc;
-	bool sample = ka_prof_clock(used);
-	hk_left -= used + work;
+	if (KA_UNLIKELY(!prof_armed)) {
+		prof_armed = true;
+		settle();
+	}
+}
+
+/* The countdown ran out under prof:1: true if the allocation just counted is sampled. */
+static bool settle(void)
+{
+	int64_t counted = armed - ka_tls.tick;
+	bool sample = ka_prof_clock(counted - charged);
+	charged = 0;
+	hk_left -= counted;
 	bool due = hk_left < 0;
 	if (due)
 		hk_left = KA_TICK_BYTES;
@@ -661,7 +674,7 @@ void *ka_tcache_tick_after(void *p, size_t n)
 	if (KA_UNLIKELY(ka_prof_on)) {
 		/* malloc tail-calls here: this frame is the program's call site,
 		 * which the sample reads, so no tail call out of it (the barrier). */
-		if (settle(0, 0)) {
+		if (settle()) {
 			p = ka_prof_sample(p, n, (const uintptr_t *)__builtin_frame_address(0));
 			__asm__ volatile("" : "+r"(p));
 		}
@@ -673,7 +686,8 @@ void *ka_tcache_tick_after(void *p, size_t n)
 
 void *ka_tcache_count(void *p, size_t n, const uintptr_t *site)
 {
-	if (p && settle((int64_t)n, 0))
+	arm_first();
+	if (p && (ka_tls.tick -= (int64_t)n) < 0 && settle())
 		return ka_prof_sample(p, n, site);
 	return p;
 }
@@ -681,10 +695,16 @@ void *ka_tcache_count(void *p, size_t n, const uintptr_t *site)
 void ka_tcache_charge(size_t bytes)
 {
 	int64_t b = (int64_t)(bytes < KA_TICK_BYTES ? bytes : KA_TICK_BYTES);
-	if (KA_UNLIKELY(ka_prof_on))
-		settle(0, b);
-	else if ((ka_tls.tick -= b) < 0)
-		tick();
+	if (KA_UNLIKELY(ka_prof_on)) {
+		arm_first();
+		charged += b;
+	}
+	if ((ka_tls.tick -= b) < 0) {
+		if (KA_UNLIKELY(ka_prof_on))
+			settle();
+		else
+			tick();
+	}
 }
 
 void *ka_tcache_malloc_slow(size_t n)
