@@ -59,7 +59,7 @@ static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ka_blocks blocks; /* rec: the site */
 static struct ka_stacks sites;
-static uint64_t inuse_est;  /* unbiased estimate of the sampled blocks' bytes */
+static uint64_t inuse_est;  /* prof_step: unbiased estimate of the sampled blocks' bytes */
 static uint64_t high_water; /* of inuse_est at the last prof_step dump */
 static unsigned step_seq;
 static uint64_t dropped;    /* samples the tables could not take (metadata refused) */
@@ -164,18 +164,15 @@ static void *mark_sampled(void *p, size_t n)
 		ka_store_relaxed(&((struct ka_huge *)(e & ~KA_MAP_TAGS))->sampled, 1);
 		return p;
 	}
-	if (!*ka_map_tag(e, a)) {
+	if (!ka_load_relaxed(ka_map_tag(e, a))) {
 		ka_map_page(p)->flags |= KA_PGF_SAMPLED;
 		return p;
 	}
-	size_t npages = n ? (n + KA_PAGE_SIZE - 1) >> KA_PAGE_SHIFT : 1;
-	bool zero;
-	void *q = ka_buddy_alloc_pages(npages, 1, KA_PG_LARGE, &zero);
+	/* A large block of its pages (the thread's page lists first: no lock). */
+	void *q = ka_large_alloc(n ? n : 1, KA_PAGE_SIZE, false);
 	if (!q)
 		return NULL;
-	struct ka_page *pg = ka_map_page(q);
-	pg->large.size = n;
-	pg->flags |= KA_PGF_SAMPLED;
+	ka_map_page(q)->flags |= KA_PGF_SAMPLED;
 	if (!ka_tcache_free(p))
 		ka_tcache_free_slow(p, "malloc()");
 	return q;
@@ -211,11 +208,13 @@ void *ka_prof_sample(void *p, size_t n, const uintptr_t *site)
 		st->live_bytes += n;
 		st->total_n++;
 		st->total_bytes += n;
-		inuse_est += weight(n);
 		uint64_t by = ka_opt.prof_step << 20;
-		if (by && inuse_est >= high_water + by) {
-			high_water = inuse_est;
-			step = ++step_seq;
+		if (by) {
+			inuse_est += weight(n);
+			if (inuse_est >= high_water + by) {
+				high_water = inuse_est;
+				step = ++step_seq;
+			}
 		}
 	} else {
 		dropped++;
@@ -237,7 +236,8 @@ void ka_prof_free(void *p)
 		struct ka_stack *st = b.rec;
 		st->live_n--;
 		st->live_bytes -= b.size;
-		inuse_est -= weight(b.size);
+		if (ka_opt.prof_step)
+			inuse_est -= weight(b.size);
 	}
 	pthread_mutex_unlock(&prof_lock);
 }
