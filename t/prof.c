@@ -40,33 +40,17 @@ void *site_forked(size_t n);
 
 /* The sites: each allocates, then touches the block (no tail call, so
  * the return address in the site is the first frame). */
-__attribute__((noinline)) void *site_a(size_t n)
-{
-	char *p = malloc(n);
-	p[0] = 1;
-	return p;
-}
-
-__attribute__((noinline)) void *site_b(size_t n)
-{
-	char *p = malloc(n);
-	p[0] = 2;
-	return p;
-}
-
-__attribute__((noinline)) void *site_remote(size_t n)
-{
-	char *p = malloc(n);
-	p[0] = 3;
-	return p;
-}
-
-__attribute__((noinline)) void *site_forked(size_t n)
-{
-	char *p = malloc(n);
-	p[0] = 4;
-	return p;
-}
+#define SITE(name, mark)                                 \
+	__attribute__((noinline)) void *name(size_t n)   \
+	{                                                \
+		char *p = malloc(n);                     \
+		p[0] = mark;                             \
+		return p;                                \
+	}
+SITE(site_a, 1)
+SITE(site_b, 2)
+SITE(site_remote, 3)
+SITE(site_forked, 4)
 
 static void note(const char *k, const void *p) { fprintf(stderr, "%s=%p\n", k, p); }
 
