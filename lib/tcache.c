@@ -635,8 +635,9 @@ static void tick(void)
  * never passes the sample point unnoticed (charges only make it run out
  * sooner), so the allocation that takes it below zero is the only one
  * that can be sampled. Both start equal to the initial countdown, and a
- * thread's first slow path (every thread starts on one: its cache is
- * empty) settles at once, so that its first sample is drawn from its start.
+ * thread's first slow allocation (every thread's first: its cache is
+ * empty) settles at once, so that its first sample is drawn from its start
+ * (a charge alone leaves the sample clock as it is).
  */
 static __thread int64_t armed = KA_TICK_BYTES, hk_left = KA_TICK_BYTES, charged;
 static __thread bool prof_armed;
@@ -695,10 +696,8 @@ void *ka_tcache_count(void *p, size_t n, const uintptr_t *site)
 void ka_tcache_charge(size_t bytes)
 {
 	int64_t b = (int64_t)(bytes < KA_TICK_BYTES ? bytes : KA_TICK_BYTES);
-	if (KA_UNLIKELY(ka_prof_on)) {
-		arm_first();
+	if (KA_UNLIKELY(ka_prof_on))
 		charged += b;
-	}
 	if ((ka_tls.tick -= b) < 0) {
 		if (KA_UNLIKELY(ka_prof_on))
 			settle();
