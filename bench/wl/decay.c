@@ -2,11 +2,13 @@
  * decay: does freed memory go back to the OS while the program goes on?
  * Issue 12's experiment, for any allocator (LD_PRELOAD):
  *
- *   decay PIECE_KIB [pairs|sleep] [TOTAL_MIB]
+ *   decay PIECE_KIB [pairs|sleep] [TOTAL_MIB] [KEEP]
  *     allocates TOTAL_MIB (default 1024) in pieces of PIECE_KIB, touches
  *     every page, frees all of it, then for 3 s makes only small
  *     malloc/free pairs (100 B; "pairs", the default) or only sleeps
  *     ("sleep"). Prints RSS right after the free, at 2 s and at 3 s.
+ *     With KEEP > 1, one piece in KEEP (by address: the freed ones lie
+ *     between kept ones, in holes that cannot merge) stays live.
  *   decay threads [pairs|sleep]
  *     10 threads each allocate 10 MiB in mixed sizes (16 B to 1 MiB,
  *     log-uniform), touch and free it, then idle on a condition variable,
@@ -76,9 +78,9 @@ static void measure(const char *what, int pairs)
 	printf("decay %s %s: free=%ld 2s=%ld 3s=%ld (MiB RSS)\n", what, pairs ? "pairs" : "sleep", r0, r2, r3);
 }
 
-static void pieces(size_t piece, size_t total, int pairs)
+static void pieces(size_t piece, size_t total, int pairs, size_t one_in)
 {
-	size_t n = total / piece;
+	size_t n = total / piece, kept = 0;
 	char **p = wl_xmalloc(n * sizeof *p);
 	void *keep = wl_xmalloc(100);
 	for (size_t i = 0; i < n; i++) {
@@ -87,12 +89,19 @@ static void pieces(size_t piece, size_t total, int pairs)
 			p[i][j] = 1;
 		p[i][piece - 1] = 1;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		if (one_in > 1 && (uintptr_t)p[i] / piece % one_in == one_in - 1)
+			p[kept++] = p[i];
+		else
+			free(p[i]);
+	}
+	char what[96];
+	snprintf(what, sizeof what, "piece=%zuKiB total=%zuMiB live=%zuMiB", piece >> 10, total >> 20,
+		 kept * piece >> 20);
+	measure(what, pairs);
+	for (size_t i = 0; i < kept; i++)
 		free(p[i]);
 	free(p);
-	char what[64];
-	snprintf(what, sizeof what, "piece=%zuKiB total=%zuMiB", piece >> 10, total >> 20);
-	measure(what, pairs);
 	free(keep);
 }
 
@@ -104,13 +113,13 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int done_alloc, finished;
 
-static void *worker(void *arg)
+/* Allocate PER_THREAD in mixed sizes, touch it, free it. */
+static void mixed(uint64_t seed)
 {
-	uint64_t seed = 0x9e3779b97f4a7c15ull * ((uintptr_t)arg + 1);
 	size_t cap = PER_THREAD / 16, n = 0, bytes = 0;
 	char **v = wl_xmalloc(cap * sizeof *v);
 	while (bytes < PER_THREAD && n < cap) {
-		size_t sz = (size_t)16 << (wl_rand(&seed) % 17); /* 16 B .. 1 MiB */
+		size_t sz = (size_t)16 << (wl_rand(&seed) % 17); /* 16 B .. 1 MiB, log-uniform */
 		sz += wl_rand(&seed) % sz;
 		if (sz > ((size_t)1 << 20))
 			sz = (size_t)1 << 20;
@@ -122,6 +131,11 @@ static void *worker(void *arg)
 	for (size_t i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
+}
+
+static void *worker(void *arg)
+{
+	mixed(0x9e3779b97f4a7c15ull * ((uintptr_t)arg + 1));
 	pthread_mutex_lock(&mu);
 	done_alloc++;
 	pthread_cond_broadcast(&cv);
@@ -137,22 +151,7 @@ static void threads(int pairs)
 	for (int i = 1; i < NTHREADS; i++)
 		pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i);
 	/* Thread 0 is this one: its share, then small pairs while the others idle. */
-	uint64_t seed = 12345;
-	size_t bytes = 0;
-	char *v[4096];
-	int n = 0;
-	while (bytes < PER_THREAD && n < 4096) {
-		size_t sz = (size_t)16 << (wl_rand(&seed) % 17);
-		sz += wl_rand(&seed) % sz;
-		if (sz > ((size_t)1 << 20))
-			sz = (size_t)1 << 20;
-		v[n] = wl_xmalloc(sz);
-		memset(v[n], 1, sz);
-		bytes += sz;
-		n++;
-	}
-	for (int i = 0; i < n; i++)
-		free(v[i]);
+	mixed(0x9e3779b97f4a7c15ull);
 	pthread_mutex_lock(&mu);
 	while (done_alloc < NTHREADS - 1)
 		pthread_cond_wait(&cv, &mu);
@@ -169,7 +168,7 @@ static void threads(int pairs)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: decay PIECE_KIB|threads [pairs|sleep] [TOTAL_MIB]\n");
+		fprintf(stderr, "usage: decay PIECE_KIB|threads [pairs|sleep] [TOTAL_MIB] [KEEP]\n");
 		return 2;
 	}
 	int pairs = argc < 3 || strcmp(argv[2], "sleep") != 0;
@@ -181,6 +180,6 @@ int main(int argc, char **argv)
 	size_t total = (argc > 3 ? (size_t)atol(argv[3]) : 1024) << 20;
 	if (!piece || piece > total)
 		return 2;
-	pieces(piece, total, pairs);
+	pieces(piece, total, pairs, argc > 4 ? (size_t)atol(argv[4]) : 1);
 	return 0;
 }
