@@ -23,16 +23,6 @@
  *     stay free for purge_delay_ms are purged (from the slow paths, the
  *     thread caches' tick and the optional background thread), and a
  *     wholly free, purged chunk from mmap is unmapped.
- *  6. Each dirty list is in age order: freed_ms never grows from its head
- *     (newest) to its tail (oldest), so a purge by age takes blocks from
- *     the tails and stops at the first young one: its cost is one look at
- *     each list plus the blocks it purges. area_add keeps the order by
- *     dating a block no older than the list's newest (a split's or carve's
- *     remainder keeps its parent's date unless that is older; a block
- *     dated by a thread that read the clock before another took the lock
- *     is not). That only delays a purge, by at most purge_delay_ms. A
- *     merged block is dated by its youngest dirty part, so a part freed
- *     just now is never purged at once for having merged with an old one.
  *  5. Grouping by mobility (the kernel's migrate types): a chunk's type is
  *     set when a request of that type first splits it, so that slabs, which
  *     live long and pin their pages, gather in slab chunks and large blocks
@@ -40,6 +30,17 @@
  *     from its own type, then a whole chunk, then a new chunk, and only when
  *     the OS refuses one from the other type (the block stays in its
  *     chunk's type).
+ *  6. Each dirty list is in age order: freed_ms never grows from its head
+ *     (newest) to its tail (oldest), so a purge by age takes blocks from
+ *     the tails and stops at the first young one: its cost is one look at
+ *     each list plus the blocks it purges. area_add keeps the order by
+ *     dating a block no older than the list's newest (a split's or carve's
+ *     remainder keeps its parent's date unless that is older; a block
+ *     dated by a thread that read the clock before another took the lock
+ *     is not). That only delays a purge: a block still goes about
+ *     purge_delay_ms after it was put on its list, at the latest. A
+ *     merged block is dated by its youngest dirty part, so a part freed
+ *     just now is never purged at once for having merged with an old one.
  *
  * No system call is made with zone.lock held, nor from the entry points
  * that slab.c calls with a cache lock held (ka_buddy_alloc_held,
@@ -112,20 +113,21 @@ static void area_add(struct ka_page *pg, unsigned order, bool clean, uint64_t fr
 	pg->order = (uint8_t)order;
 	pg->flags = clean ? KA_PGF_CLEAN : 0;
 	ka_store_relaxed(ka_page_tag(pg), 0);
-	if (!clean && !ka_list_empty(head) && block_of(head->next)->free.freed_ms > freed_ms)
-		freed_ms = block_of(head->next)->free.freed_ms; /* invariant 6 */
-	pg->free.freed_ms = clean ? 0 : freed_ms;
 	ka_list_add(head, &pg->free.node);
 	zone.area[order].nr[t][clean]++;
 	zone.free_pages += (size_t)1 << order;
 	if (clean) {
-		zone.clean_pages += (size_t)1 << order;
-	} else {
-		ka_store_relaxed(&zone.nr_dirty, zone.nr_dirty + 1);
-		uint64_t due = freed_ms + ka_opt.purge_delay_ms;
-		if (due < zone.next_purge)
-			ka_store_relaxed(&zone.next_purge, due);
+		zone.clean_pages += (size_t)1 << order; /* its freed_ms is never read */
+		return;
 	}
+	struct ka_list *older = pg->free.node.next;
+	if (older != head && block_of(older)->free.freed_ms > freed_ms)
+		freed_ms = block_of(older)->free.freed_ms; /* invariant 6 */
+	pg->free.freed_ms = freed_ms;
+	ka_store_relaxed(&zone.nr_dirty, zone.nr_dirty + 1);
+	uint64_t due = freed_ms + ka_opt.purge_delay_ms;
+	if (due < zone.next_purge)
+		ka_store_relaxed(&zone.next_purge, due);
 }
 
 static void area_del(struct ka_page *pg)
