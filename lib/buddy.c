@@ -19,10 +19,10 @@
  *  4. A clean block has been returned to the OS (or never touched) and reads
  *     as zero. A merge is clean only if both halves are; a split keeps the
  *     flag. Dirty blocks are handed out before clean ones (they cost no page
- *     faults and no RSS), newest first; dirty blocks of order >=
- *     KA_PURGE_MIN_ORDER that stay free for purge_delay_ms are purged from
- *     the slow paths (there is no background thread), and a wholly free,
- *     purged chunk from mmap is unmapped.
+ *     faults and no RSS), newest first. Dirty blocks of every order that
+ *     stay free for purge_delay_ms are purged (from the slow paths, the
+ *     thread caches' tick and the optional background thread), and a
+ *     wholly free, purged chunk from mmap is unmapped.
  *  5. Grouping by mobility (the kernel's migrate types): a chunk's type is
  *     set when a request of that type first splits it, so that slabs, which
  *     live long and pin their pages, gather in slab chunks and large blocks
@@ -30,6 +30,17 @@
  *     from its own type, then a whole chunk, then a new chunk, and only when
  *     the OS refuses one from the other type (the block stays in its
  *     chunk's type).
+ *  6. Each dirty list is in age order: freed_ms never grows from its head
+ *     (newest) to its tail (oldest), so a purge by age takes blocks from
+ *     the tails and stops at the first young one: its cost is one look at
+ *     each list plus the blocks it purges. area_add keeps the order by
+ *     dating a block no older than the list's newest (a split's or carve's
+ *     remainder keeps its parent's date unless that is older; a block
+ *     dated by a thread that read the clock before another took the lock
+ *     is not). That only delays a purge: a block still goes about
+ *     purge_delay_ms after it was put on its list, at the latest. A
+ *     merged block is dated by its youngest dirty part, so a part freed
+ *     just now is never purged at once for having merged with an old one.
  *
  * No system call is made with zone.lock held, nor from the entry points
  * that slab.c calls with a cache lock held (ka_buddy_alloc_held,
@@ -55,14 +66,18 @@ static struct {
 	size_t nr_chunks, managed_pages, free_pages, clean_pages;
 	/* Written under the lock with relaxed stores, read without it by
 	 * ka_buddy_maybe_purge to decide whether to take it. */
-	size_t nr_purgeable;   /* dirty free blocks of order >= KA_PURGE_MIN_ORDER */
-	uint64_t next_purge;   /* no purgeable block expires before this (ms) */
+	size_t nr_dirty;       /* dirty free blocks */
+	uint64_t next_purge;   /* no dirty block expires before this (ms) */
 	size_t purged_bytes, unmapped_chunks;
 	/* Blocks being purged with the lock dropped (KA_PG_RAW, on free.node):
 	 * in a fork child their purger is gone, so they go back on the lists. */
 	struct ka_list purging;
 } zone = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* Blocks taken off the lists per round of a purge, and so the madvise
+ * calls it makes at most (adjacent blocks share one); the tick and the
+ * slow paths make one round, trim and the background thread as many as
+ * it takes. */
 #define PURGE_BATCH 64
 
 static void zone_ready(void)
@@ -79,36 +94,40 @@ static void zone_ready(void)
 	zone.ready = true;
 }
 
-static bool purgeable(unsigned order, bool clean)
-{
-	return !clean && order >= KA_PURGE_MIN_ORDER;
-}
-
 /* The free list type of a block of `order` at pg (invariant 1). */
 static unsigned list_type(struct ka_page *pg, unsigned order)
 {
 	return order == KA_MAX_ORDER ? KA_MT_SLAB : ka_page_chunk(pg)->type;
 }
 
+static struct ka_page *block_of(struct ka_list *l)
+{
+	return ka_container_of(l, struct ka_page, free.node);
+}
+
 static void area_add(struct ka_page *pg, unsigned order, bool clean, uint64_t freed_ms)
 {
 	unsigned t = list_type(pg, order);
+	struct ka_list *head = &zone.area[order].list[t][clean];
 	pg->kind = KA_PG_FREE;
 	pg->order = (uint8_t)order;
 	pg->flags = clean ? KA_PGF_CLEAN : 0;
 	ka_store_relaxed(ka_page_tag(pg), 0);
-	pg->free.freed_ms = freed_ms;
-	ka_list_add(&zone.area[order].list[t][clean], &pg->free.node);
+	ka_list_add(head, &pg->free.node);
 	zone.area[order].nr[t][clean]++;
 	zone.free_pages += (size_t)1 << order;
-	if (clean)
-		zone.clean_pages += (size_t)1 << order;
-	if (purgeable(order, clean)) {
-		ka_store_relaxed(&zone.nr_purgeable, zone.nr_purgeable + 1);
-		uint64_t due = freed_ms + ka_opt.purge_delay_ms;
-		if (due < zone.next_purge)
-			ka_store_relaxed(&zone.next_purge, due);
+	if (clean) {
+		zone.clean_pages += (size_t)1 << order; /* its freed_ms is never read */
+		return;
 	}
+	struct ka_list *older = pg->free.node.next;
+	if (older != head && block_of(older)->free.freed_ms > freed_ms)
+		freed_ms = block_of(older)->free.freed_ms; /* invariant 6 */
+	pg->free.freed_ms = freed_ms;
+	ka_store_relaxed(&zone.nr_dirty, zone.nr_dirty + 1);
+	uint64_t due = freed_ms + ka_opt.purge_delay_ms;
+	if (due < zone.next_purge)
+		ka_store_relaxed(&zone.next_purge, due);
 }
 
 static void area_del(struct ka_page *pg)
@@ -120,8 +139,8 @@ static void area_del(struct ka_page *pg)
 	zone.free_pages -= (size_t)1 << order;
 	if (clean)
 		zone.clean_pages -= (size_t)1 << order;
-	if (purgeable(order, clean))
-		ka_store_relaxed(&zone.nr_purgeable, zone.nr_purgeable - 1);
+	else
+		ka_store_relaxed(&zone.nr_dirty, zone.nr_dirty - 1);
 	pg->kind = KA_PG_TAIL;
 }
 
@@ -136,11 +155,16 @@ static unsigned kind_of(const struct ka_page *pg)
 	return ka_load_relaxed(&pg->kind);
 }
 
-/* Merge a block with its free buddies, then put the result on its list. */
+/*
+ * Merge a block with its free buddies, then put the result on its list:
+ * clean if every part is (invariant 4), dated by its youngest dirty part
+ * (invariant 6; `now` is the freed block's date if it is dirty).
+ */
 static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean, uint64_t now)
 {
 	struct ka_chunk *c = ka_page_chunk(pg);
 	size_t idx = (size_t)(pg - c->pages);
+	uint64_t when = clean ? 0 : now;
 	pg->kind = KA_PG_TAIL;
 	ka_store_relaxed(ka_page_tag(pg), 0);
 	while (order < KA_MAX_ORDER) {
@@ -148,13 +172,17 @@ static struct ka_page *free_block(struct ka_page *pg, unsigned order, bool clean
 		struct ka_page *b = &c->pages[bidx];
 		if (kind_of(b) != KA_PG_FREE || b->order != order)
 			break;
-		clean = clean && (b->flags & KA_PGF_CLEAN);
+		if (!(b->flags & KA_PGF_CLEAN)) {
+			clean = false;
+			if (b->free.freed_ms > when)
+				when = b->free.freed_ms;
+		}
 		area_del(b);
 		idx &= bidx;
 		order++;
 	}
 	pg = &c->pages[idx];
-	area_add(pg, order, clean, now);
+	area_add(pg, order, clean, when);
 	return pg;
 }
 
@@ -268,51 +296,87 @@ static void release_chunks(struct ka_list *out)
 	}
 }
 
+/* Sort the batch by address, so that adjacent blocks share one madvise. */
+static void sort_batch(struct ka_page **b, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++) {
+		struct ka_page *x = b[i];
+		unsigned j = i;
+		for (; j > 0 && ka_page_addr(b[j - 1]) > ka_page_addr(x); j--)
+			b[j] = b[j - 1];
+		b[j] = x;
+	}
+}
+
+/* madvise the batch, one call per run of adjacent blocks; zone.lock not held. */
+static size_t purge_batch(struct ka_page **b, unsigned n)
+{
+	size_t total = 0;
+	sort_batch(b, n);
+	for (unsigned i = 0; i < n;) {
+		char *start = ka_page_addr(b[i]);
+		size_t bytes = 0;
+		for (; i < n && ka_page_addr(b[i]) == start + bytes; i++)
+			bytes += KA_PAGE_SIZE << b[i]->order;
+		if (ka_os_purge(start, bytes) == 0)
+			total += bytes;
+	}
+	return total;
+}
+
 /*
- * Purge dirty free blocks: all of them, or those older than the delay. The
- * blocks are taken off the free lists (so nobody merges with them or takes
- * them) and the lock is dropped around madvise; wholly free chunks that
- * result are unmapped after it is dropped again. Called with zone.lock held
- * and no other lock; returns with zone.lock not held.
+ * Take up to PURGE_BATCH dirty blocks off the free lists into batch[]: all
+ * of them, or those older than the delay, from the lists' old ends
+ * (invariant 6), biggest orders first. They go on zone.purging, so that
+ * nobody merges with them or takes them. Sets zone.next_purge.
  */
-static size_t purge_unlock(bool all, uint64_t now)
+static unsigned take_batch(bool all, uint64_t now, struct ka_page **batch)
+{
+	uint64_t next = UINT64_MAX, delay = ka_opt.purge_delay_ms;
+	unsigned n = 0;
+	for (unsigned o = KA_NR_ORDERS; o-- > 0;)
+		for (unsigned t = 0; t < KA_NR_MT; t++) {
+			struct ka_list *head = &zone.area[o].list[t][0];
+			while (!ka_list_empty(head)) {
+				struct ka_page *b = block_of(head->prev);
+				if (n == PURGE_BATCH) {
+					next = now; /* more to do at once */
+					break;
+				}
+				if (!all && b->free.freed_ms + delay > now) {
+					if (b->free.freed_ms + delay < next)
+						next = b->free.freed_ms + delay;
+					break;
+				}
+				area_del(b);
+				b->kind = KA_PG_RAW;
+				b->order = (uint8_t)o;
+				b->npages = 1u << o;
+				ka_list_add(&zone.purging, &b->free.node);
+				batch[n++] = b;
+			}
+		}
+	ka_store_relaxed(&zone.next_purge, next);
+	return n;
+}
+
+/*
+ * Purge dirty free blocks: all of them, or those older than the delay, in
+ * at most `rounds` rounds of one batch each. The lock is dropped around
+ * madvise; the blocks go back clean, and wholly free chunks that result
+ * are unmapped after it is dropped again. Called with zone.lock held and
+ * no other lock; returns with zone.lock not held.
+ */
+static size_t purge_unlock(bool all, uint64_t now, unsigned rounds)
 {
 	size_t total = 0;
 	struct ka_list out = {&out, &out};
 	unsigned n;
 	do {
 		struct ka_page *batch[PURGE_BATCH];
-		uint64_t next = UINT64_MAX;
-		n = 0;
-		for (unsigned i = all ? 0 : KA_PURGE_MIN_ORDER * KA_NR_MT; i < KA_NR_ORDERS * KA_NR_MT; i++) {
-			unsigned o = i / KA_NR_MT;
-			struct ka_list *head = &zone.area[o].list[i % KA_NR_MT][0];
-			for (struct ka_list *l = head->next, *nx; l != head; l = nx) {
-				nx = l->next;
-				struct ka_page *b = ka_container_of(l, struct ka_page, free.node);
-				if (n == PURGE_BATCH) {
-					next = now;
-					break;
-				}
-				if (all || now - b->free.freed_ms >= ka_opt.purge_delay_ms) {
-					area_del(b);
-					b->kind = KA_PG_RAW;
-					b->order = (uint8_t)o;
-					b->npages = 1u << o;
-					ka_list_add(&zone.purging, &b->free.node);
-					batch[n++] = b;
-				} else if (b->free.freed_ms + ka_opt.purge_delay_ms < next) {
-					next = b->free.freed_ms + ka_opt.purge_delay_ms;
-				}
-			}
-		}
-		ka_store_relaxed(&zone.next_purge, next);
+		n = take_batch(all, now, batch);
 		ka_unlock(&zone.lock);
-		for (unsigned i = 0; i < n; i++) {
-			size_t bytes = KA_PAGE_SIZE << batch[i]->order;
-			if (ka_os_purge(ka_page_addr(batch[i]), bytes) == 0)
-				total += bytes;
-		}
+		total += purge_batch(batch, n);
 		ka_lock(&zone.lock);
 		for (unsigned i = 0; i < n; i++) {
 			ka_list_del(&batch[i]->free.node);
@@ -320,7 +384,7 @@ static size_t purge_unlock(bool all, uint64_t now)
 			if (pg->order == KA_MAX_ORDER && (pg->flags & KA_PGF_CLEAN))
 				detach_chunk(pg, &out);
 		}
-	} while (n == PURGE_BATCH);
+	} while (n == PURGE_BATCH && --rounds > 0);
 	zone.purged_bytes += total;
 	ka_unlock(&zone.lock);
 	release_chunks(&out);
@@ -331,7 +395,7 @@ static size_t purge_unlock(bool all, uint64_t now)
  * purge to a later call. */
 static bool purge_due(uint64_t *now)
 {
-	if (ka_load_relaxed(&zone.nr_purgeable) == 0)
+	if (ka_load_relaxed(&zone.nr_dirty) == 0)
 		return false;
 	*now = ka_os_now_ms();
 	return *now >= ka_load_relaxed(&zone.next_purge);
@@ -342,7 +406,7 @@ static void unlock_maybe_purge(void)
 {
 	uint64_t now;
 	if (purge_due(&now))
-		purge_unlock(false, now);
+		purge_unlock(false, now, 1);
 	else
 		ka_unlock(&zone.lock);
 }
@@ -353,7 +417,7 @@ void ka_buddy_maybe_purge(void)
 	if (!purge_due(&now))
 		return;
 	ka_lock(&zone.lock);
-	purge_unlock(false, now);
+	purge_unlock(false, now, 1);
 }
 
 /* Split the free block pg of order o down to `order`, the rest freed. */
@@ -379,7 +443,7 @@ static struct ka_page *first_free(unsigned lo, unsigned hi, unsigned t, unsigned
 			struct ka_list *head = &zone.area[o].list[t][clean];
 			if (!ka_list_empty(head)) {
 				*o_out = o;
-				return ka_container_of(head->next, struct ka_page, free.node);
+				return block_of(head->next);
 			}
 		}
 	return NULL;
@@ -407,7 +471,7 @@ static struct ka_page *steal(unsigned order, unsigned t)
 			for (int clean = 0; clean < 2; clean++) {
 				struct ka_list *head = &zone.area[o].list[u][clean];
 				if (!ka_list_empty(head))
-					return split(ka_container_of(head->next, struct ka_page, free.node), o, order);
+					return split(block_of(head->next), o, order);
 			}
 	return NULL;
 }
@@ -551,7 +615,7 @@ static struct ka_page *take_run(size_t npages, size_t align, unsigned order, uns
 			for (struct ka_list *l = head->next; l != head; l = l->next) {
 				if (++scanned > RUN_SCAN)
 					return NULL;
-				struct ka_page *pg = ka_container_of(l, struct ka_page, free.node);
+				struct ka_page *pg = block_of(l);
 				struct ka_chunk *c = ka_page_chunk(pg);
 				size_t s = (size_t)(pg - c->pages), e = free_run_end(c, s, npages + align - 1);
 				while (e - s < npages + align - 1 && s > 0 && (pg = free_block_at(c, s - 1)))
@@ -726,7 +790,7 @@ size_t ka_buddy_purge(bool all)
 {
 	ka_lock(&zone.lock);
 	zone_ready();
-	return purge_unlock(all, ka_os_now_ms());
+	return purge_unlock(all, ka_os_now_ms(), UINT32_MAX);
 }
 
 void ka_buddy_info(size_t counts[KA_NR_ORDERS])
@@ -818,24 +882,28 @@ void ka_buddy_validate(void)
 	      "chunk count mismatch", NULL);
 	CHECK(free_pages == zone.free_pages, "free page count mismatch", NULL);
 	CHECK(clean_pages == zone.clean_pages, "clean page count mismatch", NULL);
-	size_t nr_purgeable = 0;
+	size_t nr_dirty = 0;
 	for (unsigned o = 0; o < KA_NR_ORDERS; o++)
 		for (unsigned t = 0; t < KA_NR_MT; t++)
 			for (int c = 0; c < 2; c++) {
 				size_t k = 0;
+				uint64_t newer = UINT64_MAX;
 				struct ka_list *head = &zone.area[o].list[t][c];
 				for (struct ka_list *l = head->next; l != head; l = l->next, k++) {
-					struct ka_page *pg = ka_container_of(l, struct ka_page, free.node);
+					struct ka_page *pg = block_of(l);
 					CHECK(pg->kind == KA_PG_FREE && pg->order == o &&
 						      !!(pg->flags & KA_PGF_CLEAN) == c && list_type(pg, o) == t,
 					      "free list holds a wrong block at", ka_page_addr(pg));
+					CHECK(c || pg->free.freed_ms <= newer, "dirty list out of age order at",
+					      ka_page_addr(pg));
+					newer = pg->free.freed_ms;
 				}
 				CHECK(k == zone.area[o].nr[t][c] && k == nr[o][t][c], "free list count mismatch",
 				      NULL);
-				if (purgeable(o, c))
-					nr_purgeable += k;
+				if (!c)
+					nr_dirty += k;
 			}
-	CHECK(nr_purgeable == zone.nr_purgeable, "purgeable count mismatch", NULL);
+	CHECK(nr_dirty == zone.nr_dirty, "dirty block count mismatch", NULL);
 	ka_unlock(&zone.lock);
 }
 

@@ -618,6 +618,7 @@ void ka_large_postfork(bool child);
 void *ka_pcp_alloc(size_t npages, bool *zero);
 bool ka_pcp_free(struct ka_page *pg);
 void ka_pcp_drain(void);       /* the calling thread's lists, all back to the buddy (trim) */
+void ka_pcp_tick(void);        /* the same if they were idle since the last tick (tcache.c) */
 void ka_pcp_thread_exit(void); /* drain and run without lists from now on */
 size_t ka_pcp_held_bytes(void); /* in all threads' lists */
 void ka_pcp_validate(void);    /* the calling thread's lists */

@@ -95,6 +95,7 @@ static struct ka_pcp *pcp_get(void)
 		p->count[i] = 0;
 	}
 	p->bytes = 0;
+	p->busy = false;
 	/* May call calloc (small: served by the thread cache, not here). */
 	if (pthread_setspecific(exit_key, p) != 0) {
 		ka_lock(&pcp_lock);
@@ -194,6 +195,7 @@ void *ka_pcp_alloc(size_t npages, bool *zero)
 	ka_store_relaxed(&p->bytes, p->bytes - (npages << KA_PAGE_SHIFT));
 	*zero = pg->flags & KA_PGF_CLEAN;
 	pg->flags = 0;
+	p->busy = true;
 	ka_store_relaxed(&pg->kind, KA_PG_LARGE); /* read by the buddy's merges (buddy.c, kind_of) */
 	return ka_page_addr(pg);
 }
@@ -217,6 +219,7 @@ bool ka_pcp_free(struct ka_page *pg)
 	ka_list_add(&p->lists[i], &pg->free.node);
 	p->count[i]++;
 	ka_store_relaxed(&p->bytes, p->bytes + bytes);
+	p->busy = true;
 	return true;
 }
 
@@ -224,6 +227,22 @@ void ka_pcp_drain(void)
 {
 	if (pcp_state == PCP_LIVE)
 		drain(pcp_self, 0, 0);
+}
+
+/*
+ * The housekeeping tick (tcache.c): lists that served no malloc and took
+ * no free since the last tick go back to the buddy, which purges them by
+ * age like any free block. A thread that uses its lists keeps them; one
+ * that stopped calling kalloc keeps at most its high (it never ticks).
+ */
+void ka_pcp_tick(void)
+{
+	if (pcp_state != PCP_LIVE)
+		return;
+	struct ka_pcp *p = pcp_self;
+	if (!p->busy && p->bytes)
+		drain(p, 0, 0);
+	p->busy = false;
 }
 
 void ka_pcp_thread_exit(void)

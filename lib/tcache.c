@@ -527,10 +527,13 @@ void ka_tcache_thread_exit(void)
  *    and sends its outboxes on. Every
  *    tick would cost ring/512 19 instructions an operation in refills of
  *    bins that were only balanced, not idle; every 8th costs ~2;
+ *  - gives back page lists idle since the last tick (pcp.c);
  *  - refreshes the published stats.
  * It runs with no kalloc lock held. A thread that stops calling kalloc does
  * not tick: what it keeps is bounded by its bins (KA_TCACHE_BYTES, 4 MiB;
- * 1.7 MiB unless some grew), page lists (512 KiB) and outboxes (8 x 32 KiB).
+ * 1.7 MiB unless some grew), page lists (512 KiB), outboxes (8 x 32 KiB)
+ * and what others may post to its inbox (INBOX_MAX_BYTES, 1 MiB): 5.75 MiB
+ * in all, plus the rest of the slabs its objects sit in.
  */
 /*
  * The optional background thread (background_thread:1): it purges at the
@@ -553,7 +556,7 @@ static void *background(void *arg)
 		uint64_t ms = ka_opt.purge_delay_ms / 2;
 		struct timespec ts = {0, (long)((ms < 10 ? 10 : ms > 999 ? 999 : ms) * 1000000)};
 		nanosleep(&ts, NULL);
-		ka_buddy_maybe_purge();
+		ka_buddy_purge(false); /* not bounded to a batch, as a tick's purge is */
 		ka_large_purge(false);
 	}
 	return NULL;
@@ -611,6 +614,7 @@ static void housekeeping(void)
 		}
 		seen_epoch = epoch;
 	}
+	ka_pcp_tick();
 	ka_buddy_maybe_purge();
 	ka_large_purge(false);
 	if (ka_opt.publish)

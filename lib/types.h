@@ -45,9 +45,6 @@
 #define KA_CHUNK_SIZE ((size_t)1 << KA_CHUNK_SHIFT)
 #define KA_CHUNK_PAGES ((size_t)1 << KA_MAX_ORDER)
 
-/* Blocks of this order or more are purged by age; smaller ones only by trim. */
-#define KA_PURGE_MIN_ORDER 4
-
 /* ---------------------------------------------------------- address map */
 /*
  * The map is a two-level radix tree over the 47-bit user address space,
@@ -203,7 +200,8 @@ enum { KA_SRC_MMAP, KA_SRC_BRK };
 enum { KA_MT_SLAB, KA_MT_LARGE, KA_MT_BIG, KA_NR_MT };
 
 struct ka_free_area {
-	/* [type][0] dirty (resident) blocks, newest first; [type][1] clean
+	/* [type][0] dirty (resident) blocks, newest first and in age order
+	 * (buddy.c, invariant 6); [type][1] clean
 	 * (returned) ones. Whole free chunks (order KA_MAX_ORDER) are of no
 	 * type: they are all on [KA_MT_SLAB]. */
 	struct ka_list list[KA_NR_MT][2];
@@ -239,6 +237,7 @@ struct ka_pcp {
 	struct ka_list lists[KA_PCP_MAX_PAGES];
 	uint32_t count[KA_PCP_MAX_PAGES];
 	size_t bytes;        /* in all lists; written by the owner only, relaxed */
+	bool busy;           /* allocated from or freed to since the last tick */
 	struct ka_list node; /* on pcp.c's list of live page lists, or its spares */
 };
 

@@ -2,7 +2,8 @@
  * t/pcp.c: per-thread page lists (lib/pcp.c). They are bounded per thread
  * (a thread that frees 100 MiB of 16 KiB blocks keeps at most its cap) and
  * all together (many threads share the budget); they are drained at thread
- * exit and at trim (RSS falls); blocks freed on another thread come back
+ * exit and at trim (RSS falls), and by the housekeeping tick once a whole
+ * tick passed without a malloc or free of theirs; blocks freed on another thread come back
  * (reused, not leaked); a block in a list freed again is a double free; a
  * fork child of a thread whose sibling holds blocks in its lists allocates
  * and validates. Also run under TSan.
@@ -52,6 +53,18 @@ static void *exiting(void *arg)
 	held_in_thread = ka_pcp_held_bytes();
 	rss_in_thread = rss_kib();
 	return NULL;
+}
+
+/* 6 MiB of small pairs (six ticks), with a 16 KiB pair every 1000 if `use`. */
+static void small_pairs(bool use)
+{
+	for (int i = 0; i < 64000; i++) {
+		void *q = kalloc_malloc(100);
+		*(volatile char *)q = 1;
+		kalloc_free(q);
+		if (use && i % 1000 == 0)
+			kalloc_free(kalloc_malloc(BLK));
+	}
 }
 
 /* ---------------------------------------------------- many threads */
@@ -123,7 +136,7 @@ static void *holder(void *arg)
 
 int main(void)
 {
-	plan(9);
+	plan(11);
 	/* Bounded per thread, drained at thread exit. */
 	long r0 = rss_kib();
 	size_t used0 = buddy_used();
@@ -152,6 +165,18 @@ int main(void)
 	ok(held > 0 && held <= KA_PCP_THREAD_BYTES && ka_pcp_held_bytes() == 0 &&
 	   r2 - r3 >= (long)(held >> 10) / 2,
 	   "trim drains this thread's lists: %zu KiB -> 0, RSS %ld -> %ld KiB", held >> 10, r2, r3);
+
+	/* Given back by the tick once idle, kept while in use. */
+	free_100mib();
+	size_t h0 = ka_pcp_held_bytes();
+	small_pairs(true);
+	size_t h1 = ka_pcp_held_bytes();
+	ok(h0 > 0 && h1 > 0, "lists used once a tick are kept: %zu KiB -> %zu KiB", h0 >> 10, h1 >> 10);
+	small_pairs(false);
+	size_t h2 = ka_pcp_held_bytes();
+	ka_pcp_validate();
+	ok(h2 == 0, "lists idle for a tick go back at the next: %zu KiB -> %zu KiB", h1 >> 10, h2 >> 10);
+	kalloc_malloc_trim(0); /* whatever the answer, nothing stays for the next cases */
 
 	/* Many threads: the budget is shared. */
 	pthread_barrier_init(&bar, NULL, NT + 1);
