@@ -8,13 +8,7 @@
 # skips until the library knows prof:1.
 run=./tools/kalloc-run
 sites=./t/prof-sites
-n=0
-fails=0
-ok() { # cond-status description
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
+. "${srcdir:-.}/t/tap.sh"
 [ -n "$KALLOC_LIB" ] && [ -f "$KALLOC_LIB" ] || { echo "1..0 # SKIP KALLOC_LIB not set"; exit 0; }
 [ -x "$run" ] && [ -x "$sites" ] && [ -x ./tools/kalloc-prof ] || { echo "1..0 # SKIP make check builds $run, $sites, kalloc-prof"; exit 0; }
 echo "1..11"

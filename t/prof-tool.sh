@@ -9,13 +9,7 @@
 # split over two stacks (different callers), which the table must merge.
 prof=./tools/kalloc-prof
 sites=./t/prof-sites
-n=0
-fails=0
-ok() { # cond-status description
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
-skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
+. "${srcdir:-.}/t/tap.sh"
 [ -x "$prof" ] && [ -x "$sites" ] || { echo "1..0 # SKIP no $prof or $sites (make check builds them)"; exit 0; }
 echo "1..12"
 tmp=$(mktemp -d)

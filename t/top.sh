@@ -5,12 +5,7 @@
 # The process is t/stats's "hold" case: 5000 x 200 B in the parent, plus
 # 3000 x 1000 B in the forked child.
 top=./tools/kalloc-top
-n=0
-fails=0
-ok() { # cond-status description
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
-}
+. "${srcdir:-.}/t/tap.sh"
 [ -n "$KALLOC_LIB" ] && [ -f "$KALLOC_LIB" ] || { echo "1..0 # SKIP KALLOC_LIB not set"; exit 0; }
 [ -d /dev/shm ] && [ -w /dev/shm ] || { echo "1..0 # SKIP no writable /dev/shm"; exit 0; }
 echo "1..7"
