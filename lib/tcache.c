@@ -12,7 +12,7 @@
  *
  * Bins are bounded in bytes. A bin starts at
  *   min(tcache_max, START_OBJS, max(4, KA_TCACHE_BIN_BYTES / class size))
- * objects (1.7 MiB for all of them: 385 KiB for the twelve classes up to
+ * objects (1.9 MiB for all of them: 385 KiB for the twelve classes up to
  * 256 B, 64 KiB for each bigger one). Larson at 2 threads takes 1.05-1.3 s
  * with 64 KiB bins, 1.2 s with 32 KiB and 1.5 s with 16 KiB, which refill
  * and flush four times as often. A bin that overflows after a refill since
@@ -531,7 +531,7 @@ void ka_tcache_thread_exit(void)
  *  - refreshes the published stats.
  * It runs with no kalloc lock held. A thread that stops calling kalloc does
  * not tick: what it keeps is bounded by its bins (KA_TCACHE_BYTES, 4 MiB;
- * 1.7 MiB unless some grew), page lists (512 KiB), outboxes (8 x 32 KiB)
+ * 1.9 MiB unless some grew), page lists (512 KiB), outboxes (8 x 32 KiB)
  * and what others may post to its inbox (INBOX_MAX_BYTES, 1 MiB): 5.75 MiB
  * in all, plus the rest of the slabs its objects sit in.
  */

@@ -260,8 +260,8 @@ struct ka_huge {
 enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
 
 /* ----------------------------------------------------------- size classes */
-#define KA_NR_CLASSES 34 /* class 0 is "none"; 1..33 are the kmalloc classes */
-#define KA_SMALL_MAX 8192
+#define KA_NR_CLASSES 38 /* class 0 is "none"; 1..37 are the kmalloc classes */
+#define KA_SMALL_MAX 16384
 #define KA_SMALL_ALIGN_MAX 4096
 #define KA_SLAB_MAX_ORDER 3
 #define KA_CLASS_USER 0xff /* tag class of a user cache's slab pages */

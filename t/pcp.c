@@ -1,6 +1,6 @@
 /*
  * t/pcp.c: per-thread page lists (lib/pcp.c). They are bounded per thread
- * (a thread that frees 100 MiB of 16 KiB blocks keeps at most its cap) and
+ * (a thread that frees 100 MiB of 20 KiB blocks keeps at most its cap) and
  * all together (many threads share the budget); they are drained at thread
  * exit and at trim (RSS falls), and by the housekeeping tick once a whole
  * tick passed without a malloc or free of theirs; blocks freed on another thread come back
@@ -17,7 +17,7 @@
 #include "../lib/kalloc.h"
 #include "tap.h"
 
-#define BLK (16 << 10)
+#define BLK (20 << 10) /* above the slab classes (KA_SMALL_MAX) */
 
 /* Pages out of the buddy (used by the program or in page lists). */
 static size_t buddy_used(void)
@@ -27,7 +27,7 @@ static size_t buddy_used(void)
 	return st.managed_pages - st.free_pages;
 }
 
-/* 100 MiB of 16 KiB blocks, 512 at a time: all freed by this thread. */
+/* 100 MiB of 20 KiB blocks, 512 at a time: all freed by this thread. */
 static void free_100mib(void)
 {
 	enum { K = 512 };
@@ -144,7 +144,7 @@ int main(void)
 	pthread_create(&t, NULL, exiting, NULL);
 	pthread_join(t, NULL);
 	ok(held_in_thread <= KA_PCP_THREAD_BYTES && held_in_thread > 0,
-	   "a thread that freed 100 MiB of 16 KiB blocks keeps %zu KiB in its lists (cap %zu KiB)",
+	   "a thread that freed 100 MiB of 20 KiB blocks keeps %zu KiB in its lists (cap %zu KiB)",
 	   held_in_thread >> 10, KA_PCP_THREAD_BYTES >> 10);
 	size_t after_exit = ka_pcp_held_bytes(), used1 = buddy_used();
 	ka_buddy_purge(true);

@@ -87,7 +87,7 @@ int main(void)
 		   !strcmp(ka_classes[ka_size_class[1024]].name, "kmalloc-8k") &&
 		   !strcmp(ka_classes[ka_size_class[48]].name, "kmalloc-384") &&
 		   !strcmp(ka_classes[1].name, "kmalloc-16") && ka_size_class[0] == 1 && ka_size_class[1] == 1;
-	ok(table_ok, "every size 0..8192 maps to the smallest class that holds it; every class is a multiple of 16 (1..16 bytes: kmalloc-16)");
+	ok(table_ok, "every size 0..KA_SMALL_MAX maps to the smallest class that holds it; every class is a multiple of 16 (1..16 bytes: kmalloc-16)");
 	ok(waste_ok, "every class's slab wastes at most 1/8 and holds at least 4 objects");
 	ok(names_ok, "classes are named as the kernel names them (kmalloc-96, kmalloc-1k, ...)");
 
