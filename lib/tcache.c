@@ -207,10 +207,15 @@ static struct ka_tcache *take_cache(void)
 }
 
 /* The calling thread's cache, created on first use; NULL to run cacheless. */
-static struct ka_tcache *tcache_get(void)
+static struct ka_tcache *tcache_create(void);
+
+static inline struct ka_tcache *tcache_get(void)
 {
-	if (KA_LIKELY(tc_state == TC_LIVE))
-		return ka_tc;
+	return KA_LIKELY(tc_state == TC_LIVE) ? ka_tc : tcache_create();
+}
+
+static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
+{
 	if (tc_state != TC_NONE || ka_opt.tcache_max == 0)
 		return NULL;
 	tc_state = TC_CREATING;
@@ -341,13 +346,22 @@ static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 
 /* ------------------------------------------------------------ remote frees */
 
+/* ka_map_entry(a), from the flat map when it covers a chunk there: one load
+ * of a line the free fast path has just read, where the radix tree takes two
+ * dependent ones. */
+static uintptr_t map_entry(uintptr_t a)
+{
+	uintptr_t e = ka_map_chunk_fast(a);
+	return e ? e : ka_map_entry(a);
+}
+
 /*
  * The kmalloc class of an object found on a chain, checked: it must be the
  * start of an object of a kmalloc slab. A corrupted link ends here.
  */
 static unsigned chain_class(void *obj)
 {
-	uintptr_t a = (uintptr_t)obj, e = ka_map_entry(a);
+	uintptr_t a = (uintptr_t)obj, e = map_entry(a);
 	uint32_t tag = (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
 	unsigned cls = tag & 0xff;
 	if (!cls || cls >= KA_NR_CLASSES || !ka_class_obj_ok(cls, a))
@@ -763,8 +777,16 @@ static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t t
 			bin_take(tc, cls, p);
 			return;
 		}
-		struct ka_tcache *to = owner ? cache_of(owner) : NULL;
-		if (to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner) {
+		/* An outbox already queued for this owner needs no second look at
+		 * its id: a post copes with an owner that retired since (its inbox
+		 * is closed), as it must for one that retires after the post. */
+		struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
+		bool queue = ob->count && ob->owner == owner;
+		if (!queue && owner) {
+			struct ka_tcache *to = cache_of(owner);
+			queue = to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner;
+		}
+		if (queue) {
 			queue_remote(tc, p, owner, cls);
 			return;
 		}
@@ -781,10 +803,10 @@ void ka_tcache_free_slow(void *p, const char *func)
 {
 	if (!p)
 		return;
-	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
+	/* One map lookup for the tag and the slab (the remote frees come here). */
+	uintptr_t a = (uintptr_t)p, e = map_entry(a);
 	if (!e)
 		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
-	/* One map lookup for the tag and the slab (the remote frees come here). */
 	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
 	uint32_t tag = tagp ? ka_load_relaxed(tagp) : 0;
 	unsigned cls = tag & 0xff;
