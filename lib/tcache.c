@@ -44,10 +44,11 @@
  *    goes back to the slabs in one locked batch per class, as any flush.
  *  - An owner that stops allocating must not pin memory: a post that would
  *    take an inbox past INBOX_MAX_BYTES, or finds it closed, frees its
- *    chain to the slabs instead, in locked batches. INBOX_MAX_BYTES (4 MiB,
- *    about two full caches) lets a consumer thread queue a lot for a busy
- *    producer between two refills, or while the producer sleeps on a full
- *    queue, while bounding what an idle one can be sent. 1 MiB was too
+ *    chain to the slabs instead, in locked batches. INBOX_MAX_BYTES (4 MiB:
+ *    two caches at their starting size, one at its most, KA_TCACHE_BYTES)
+ *    lets a consumer thread queue a lot for a busy producer between two
+ *    refills, or while the producer sleeps on a full queue, while bounding
+ *    what an idle one can be sent. 1 MiB was too
  *    little for buffers of 8 to 16 KiB: a consumer of a producer asleep on
  *    its full queue (prodcons-mixed) sent most of them through the class
  *    locks, and the producer took them back from the slabs (0.66 s of CPU
