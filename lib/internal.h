@@ -327,8 +327,6 @@ void ka_sizeclass_init(void);
 void ka_obj_divisor(uint32_t slot, uint32_t objs, uint64_t *div, uint64_t *limit);
 /* The slab order for objects of `slot` bytes, by the rule atop sizeclass.c. */
 unsigned ka_slab_order(size_t slot, unsigned max_order, unsigned *objs);
-/* The highest slab order of a kmalloc class of this size (sizeclass.c says why). */
-unsigned ka_class_max_order(size_t size);
 /* "prefix" + size, in the kernel's way: kmalloc-96, kmalloc-1k. */
 void ka_class_name(char *out, size_t cap, const char *prefix, size_t size);
 /* The smallest class holding `size` bytes aligned to `align`; 0 if none. */

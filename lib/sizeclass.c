@@ -17,15 +17,20 @@
  * Slab order rule: the smallest order (0..KA_SLAB_MAX_ORDER) whose slab
  * holds at least 8 objects while wasting at most 1/8 of itself; failing
  * that, the smallest holding 4 objects with the same waste bound; failing
- * that, KA_SLAB_MAX_ORDER. Eight objects let a refill move a useful batch;
+ * that, the smallest holding one with that bound, else KA_SLAB_MAX_ORDER.
+ * Eight objects let a refill move a useful batch;
  * the order cap (32 KiB, as SLUB's default slub_max_order = 3) keeps a
  * mostly empty slab of a big class from pinning much memory. The classes
- * above 8 KiB, which cannot put 4 objects in 32 KiB, get one order more:
- * 64 KiB slabs of 4 to 6 objects (the kernel's kmalloc-16k is an order-3
- * slab of 2). They exist so that blocks of 8 to 16 KiB, which programs pass
- * between threads as buffers, go through the thread caches and their
- * outboxes (tcache.c) like any small object: as page blocks they went to
- * the freeing thread's page list and back through the zone lock.
+ * above 8 KiB take the last step: 32 KiB slabs of 3 (10 KiB) and 2
+ * (12 KiB), 16 KiB slabs of one (14 and 16 KiB). They exist so that blocks
+ * of 8 to 16 KiB, which programs pass between threads as buffers, go
+ * through the thread caches and their outboxes (tcache.c) like any small
+ * object: as page blocks they went to the freeing thread's page list and
+ * back through the zone lock (prodcons-mixed took 1.6x the time). Not
+ * more objects a slab: a live object pins its slab, and with 64 KiB slabs
+ * of 4 to 6, one 16 KiB block kept in four pinned all of them (t/decay's
+ * large-holes case: 134 MiB resident for 32 MiB live); now one pins at
+ * most two others.
  */
 #include <string.h>
 
@@ -40,11 +45,6 @@ static const uint32_t class_sizes[KA_NR_CLASSES] = {
 
 struct ka_class ka_classes[KA_NR_CLASSES];
 uint8_t ka_size_class[KA_SMALL_MAX / 8 + 1];
-
-unsigned ka_class_max_order(size_t size)
-{
-	return size * 4 > (KA_PAGE_SIZE << KA_SLAB_MAX_ORDER) ? KA_SLAB_MAX_ORDER + 1 : KA_SLAB_MAX_ORDER;
-}
 
 unsigned ka_slab_order(size_t slot, unsigned max_order, unsigned *objs)
 {
@@ -107,7 +107,7 @@ void ka_sizeclass_init(void)
 		struct ka_class *k = &ka_classes[c];
 		unsigned objs;
 		k->size = class_sizes[c];
-		k->order = (uint8_t)ka_slab_order(k->size, ka_class_max_order(k->size), &objs);
+		k->order = (uint8_t)ka_slab_order(k->size, KA_SLAB_MAX_ORDER, &objs);
 		k->objs = (uint16_t)objs;
 		k->slab_mask = (uint32_t)((KA_PAGE_SIZE << k->order) - 1);
 		ka_obj_divisor(k->size, k->objs, &k->div, &k->limit);

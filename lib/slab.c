@@ -375,7 +375,7 @@ int ka_cache_setup(struct ka_cache *c, const char *name, size_t size, size_t ali
 		slot = (c->link_off + sizeof(void *) + align - 1) & ~(align - 1);
 	}
 	unsigned objs;
-	c->order = (uint8_t)ka_slab_order(slot, cls ? ka_class_max_order(slot) : KA_MAX_ORDER, &objs);
+	c->order = (uint8_t)ka_slab_order(slot, cls ? KA_SLAB_MAX_ORDER : KA_MAX_ORDER, &objs);
 	if (c->order > KA_MAX_ORDER)
 		return EINVAL;
 	c->size = (uint32_t)size;

@@ -551,7 +551,7 @@ void ka_tcache_thread_exit(void)
  * It runs with no kalloc lock held. A thread that stops calling kalloc does
  * not tick: what it keeps is bounded by its bins (KA_TCACHE_BYTES, 4 MiB;
  * 1.9 MiB unless some grew), page lists (512 KiB), outboxes (8 x 32 KiB)
- * and what others may post to its inbox (INBOX_MAX_BYTES, 1 MiB): 5.75 MiB
+ * and what others may post to its inbox (INBOX_MAX_BYTES, 4 MiB): 8.75 MiB
  * in all, plus the rest of the slabs its objects sit in.
  */
 /*
