@@ -12,7 +12,7 @@
  *
  * Bins are bounded in bytes. A bin starts at
  *   min(tcache_max, START_OBJS, max(4, KA_TCACHE_BIN_BYTES / class size))
- * objects (1.7 MiB for all of them: 385 KiB for the twelve classes up to
+ * objects (1.9 MiB for all of them: 385 KiB for the twelve classes up to
  * 256 B, 64 KiB for each bigger one). Larson at 2 threads takes 1.05-1.3 s
  * with 64 KiB bins, 1.2 s with 32 KiB and 1.5 s with 16 KiB, which refill
  * and flush four times as often. A bin that overflows after a refill since
@@ -44,10 +44,15 @@
  *    goes back to the slabs in one locked batch per class, as any flush.
  *  - An owner that stops allocating must not pin memory: a post that would
  *    take an inbox past INBOX_MAX_BYTES, or finds it closed, frees its
- *    chain to the slabs instead, in locked batches. INBOX_MAX_BYTES (1 MiB,
- *    about two full caches) lets a consumer thread queue a lot for a busy
- *    producer between two refills while bounding what an idle one can be
- *    sent.
+ *    chain to the slabs instead, in locked batches. INBOX_MAX_BYTES (4 MiB:
+ *    two caches at their starting size, one at its most, KA_TCACHE_BYTES)
+ *    lets a consumer thread queue a lot for a busy producer between two
+ *    refills, or while the producer sleeps on a full queue, while bounding
+ *    what an idle one can be sent. 1 MiB was too
+ *    little for buffers of 8 to 16 KiB: a consumer of a producer asleep on
+ *    its full queue (prodcons-mixed) sent most of them through the class
+ *    locks, and the producer took them back from the slabs (0.66 s of CPU
+ *    there against 0.55 s with 4 MiB).
  *  - At exit a cache closes its inbox (exchange with KA_INBOX_CLOSED),
  *    drains it and gives everything back; its id reads 0 from then on, so
  *    a later free into a slab it owned adopts the slab (re-tags it to the
@@ -77,11 +82,11 @@
 #define FILL_FIRST 8
 #define OUTBOX_OBJS 32
 #define OUTBOX_BYTES 32768
-#define INBOX_MAX_BYTES ((size_t)1 << 20)
+#define INBOX_MAX_BYTES KA_INBOX_MAX_BYTES
 #define INBOX_PTR(v) ((v) & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1))
-#define INBOX_BYTES(v) (((v) >> KA_INBOX_SHIFT) << 4)
+#define INBOX_BYTES(v) KA_INBOX_BYTES(v)
 
-_Static_assert(INBOX_MAX_BYTES >> 4 <= (1u << (64 - KA_INBOX_SHIFT)), "the inbox count stays below INBOX_MAX_BYTES and fits its bits");
+_Static_assert(INBOX_MAX_BYTES >> KA_INBOX_UNIT_SHIFT <= (1u << (64 - KA_INBOX_SHIFT)), "the inbox count stays below INBOX_MAX_BYTES and fits its bits");
 _Static_assert(OUTBOX_BYTES + KA_SMALL_MAX < (1u << 16) << 4, "an outbox's count fits");
 _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the count");
 
@@ -208,10 +213,15 @@ static struct ka_tcache *take_cache(void)
 }
 
 /* The calling thread's cache, created on first use; NULL to run cacheless. */
-static struct ka_tcache *tcache_get(void)
+static struct ka_tcache *tcache_create(void);
+
+static inline struct ka_tcache *tcache_get(void)
 {
-	if (KA_LIKELY(tc_state == TC_LIVE))
-		return ka_tc;
+	return KA_LIKELY(tc_state == TC_LIVE) ? ka_tc : tcache_create();
+}
+
+static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
+{
 	if (tc_state != TC_NONE || ka_opt.tcache_max == 0)
 		return NULL;
 	tc_state = TC_CREATING;
@@ -342,13 +352,22 @@ static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 
 /* ------------------------------------------------------------ remote frees */
 
+/* ka_map_entry(a), from the flat map when it covers a chunk there: one load
+ * of a line the free fast path has just read, where the radix tree takes two
+ * dependent ones. */
+static uintptr_t map_entry(uintptr_t a)
+{
+	uintptr_t e = ka_map_chunk_fast(a);
+	return e ? e : ka_map_entry(a);
+}
+
 /*
  * The kmalloc class of an object found on a chain, checked: it must be the
  * start of an object of a kmalloc slab. A corrupted link ends here.
  */
 static unsigned chain_class(void *obj)
 {
-	uintptr_t a = (uintptr_t)obj, e = ka_map_entry(a);
+	uintptr_t a = (uintptr_t)obj, e = map_entry(a);
 	uint32_t tag = (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
 	unsigned cls = tag & 0xff;
 	if (!cls || cls >= KA_NR_CLASSES || !ka_class_obj_ok(cls, a))
@@ -394,9 +413,9 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 		return;
 	struct ka_tcache *to = cache_of(ob->owner);
 	uintptr_t old = __atomic_load_n(&to->inbox, __ATOMIC_RELAXED), nw;
-	size_t units = ob->units;
+	size_t units = ((size_t)ob->units + 3) >> (KA_INBOX_UNIT_SHIFT - 4); /* 16s -> 64s, rounded up */
 	do {
-		if (old == KA_INBOX_CLOSED || INBOX_BYTES(old) + (units << 4) >= INBOX_MAX_BYTES) {
+		if (old == KA_INBOX_CLOSED || INBOX_BYTES(old) + (units << KA_INBOX_UNIT_SHIFT) >= INBOX_MAX_BYTES) {
 			/* A failed try may have linked the tail to the inbox's chain. */
 			*(void **)ob->tail = ka_link_encode(NULL, ob->tail);
 			chain_to_slabs(ob->head);
@@ -532,8 +551,8 @@ void ka_tcache_thread_exit(void)
  *  - refreshes the published stats.
  * It runs with no kalloc lock held. A thread that stops calling kalloc does
  * not tick: what it keeps is bounded by its bins (KA_TCACHE_BYTES, 4 MiB;
- * 1.7 MiB unless some grew), page lists (512 KiB), outboxes (8 x 32 KiB)
- * and what others may post to its inbox (INBOX_MAX_BYTES, 1 MiB): 5.75 MiB
+ * 1.9 MiB unless some grew), page lists (512 KiB), outboxes (8 x 32 KiB)
+ * and what others may post to its inbox (INBOX_MAX_BYTES, 4 MiB): 8.75 MiB
  * in all, plus the rest of the slabs its objects sit in.
  */
 /*
@@ -764,8 +783,16 @@ static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t t
 			bin_take(tc, cls, p);
 			return;
 		}
-		struct ka_tcache *to = owner ? cache_of(owner) : NULL;
-		if (to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner) {
+		/* An outbox already queued for this owner needs no second look at
+		 * its id: a post copes with an owner that retired since (its inbox
+		 * is closed), as it must for one that retires after the post. */
+		struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
+		bool queue = ob->count && ob->owner == owner;
+		if (!queue && owner) {
+			struct ka_tcache *to = cache_of(owner);
+			queue = to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner;
+		}
+		if (queue) {
 			queue_remote(tc, p, owner, cls);
 			return;
 		}
@@ -782,10 +809,10 @@ void ka_tcache_free_slow(void *p, const char *func)
 {
 	if (!p)
 		return;
-	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
+	/* One map lookup for the tag and the slab (the remote frees come here). */
+	uintptr_t a = (uintptr_t)p, e = map_entry(a);
 	if (!e)
 		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
-	/* One map lookup for the tag and the slab (the remote frees come here). */
 	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
 	uint32_t tag = tagp ? ka_load_relaxed(tagp) : 0;
 	unsigned cls = tag & 0xff;

@@ -260,8 +260,8 @@ struct ka_huge {
 enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
 
 /* ----------------------------------------------------------- size classes */
-#define KA_NR_CLASSES 34 /* class 0 is "none"; 1..33 are the kmalloc classes */
-#define KA_SMALL_MAX 8192
+#define KA_NR_CLASSES 38 /* class 0 is "none"; 1..37 are the kmalloc classes */
+#define KA_SMALL_MAX 16384
 #define KA_SMALL_ALIGN_MAX 4096
 #define KA_SLAB_MAX_ORDER 3
 #define KA_CLASS_USER 0xff /* tag class of a user cache's slab pages */
@@ -346,8 +346,8 @@ struct ka_tcache {
 	 * owner's fast path nor any lock holder writes near it.
 	 *  - id: the cache's id, 0 once retired; every remote free reads it (on
 	 *    the bins' line, it missed whenever the owner used a small bin);
-	 *  - inbox: chains posted by other threads, pointer | bytes/16 << 48,
-	 *    or KA_INBOX_CLOSED.
+	 *  - inbox: chains posted by other threads, pointer | bytes/64 << 48
+	 *    (KA_INBOX_BYTES), or KA_INBOX_CLOSED.
 	 */
 	uint32_t id __attribute__((aligned(64)));
 	uintptr_t inbox;
@@ -380,6 +380,11 @@ struct ka_tls {
 #define KA_NO_BASE ((uintptr_t)1)
 #define KA_TICK_BYTES ((int64_t)1 << 20)
 #define KA_INBOX_SHIFT 48
+/* The bytes an inbox word counts, in 64-byte units (each post rounds its
+ * chain up), and the most a post may take it to (tcache.c says why). */
+#define KA_INBOX_UNIT_SHIFT 6
+#define KA_INBOX_BYTES(v) (((v) >> KA_INBOX_SHIFT) << KA_INBOX_UNIT_SHIFT)
+#define KA_INBOX_MAX_BYTES ((size_t)4 << 20)
 
 /*
  * Thread cache ids fit the tag's 24 owner bits: a slot (the low

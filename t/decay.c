@@ -159,13 +159,13 @@ static int run_large_holes(long r[2])
  * 1 MiB), then 9 of them idle on a condition variable while this one makes
  * small pairs: RSS at most 4 MiB plus 9 times what an idle thread may keep
  * (tcache.c: bins KA_TCACHE_BYTES, page lists KA_PCP_THREAD_BYTES,
- * outboxes 8 x 32 KiB, inbox 1 MiB). The issue's figure is 10 MiB a thread
+ * outboxes 8 x 32 KiB, inbox KA_INBOX_MAX_BYTES). The issue's figure is 10 MiB a thread
  * (bench/wl/decay threads); 32 here, so that memory left unpurged cannot
  * hide under the nine idle bounds.
  */
 #define NTHREADS 10
 #define PER_THREAD ((size_t)32 << 20)
-#define IDLE_KIB ((long)((KA_TCACHE_BYTES + KA_PCP_THREAD_BYTES + KA_OUTBOXES * (32 << 10) + (1 << 20)) >> 10))
+#define IDLE_KIB ((long)((KA_TCACHE_BYTES + KA_PCP_THREAD_BYTES + KA_OUTBOXES * (32 << 10) + KA_INBOX_MAX_BYTES) >> 10))
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int nr_done, finish;

@@ -1,6 +1,6 @@
 /*
  * t/pcp.c: per-thread page lists (lib/pcp.c). They are bounded per thread
- * (a thread that frees 100 MiB of 16 KiB blocks keeps at most its cap) and
+ * (a thread that frees 100 MiB of 32 KiB blocks keeps at most its cap) and
  * all together (many threads share the budget); they are drained at thread
  * exit and at trim (RSS falls), and by the housekeeping tick once a whole
  * tick passed without a malloc or free of theirs; blocks freed on another thread come back
@@ -17,7 +17,9 @@
 #include "../lib/kalloc.h"
 #include "tap.h"
 
-#define BLK (16 << 10)
+/* Page blocks: above the slab classes (KA_SMALL_MAX), within the lists (KA_PCP_MAX_PAGES). */
+#define BLK (32 << 10)
+_Static_assert(BLK > KA_SMALL_MAX && BLK <= KA_PCP_MAX_PAGES * KA_PAGE_SIZE, "BLK is a page-list block");
 
 /* Pages out of the buddy (used by the program or in page lists). */
 static size_t buddy_used(void)
@@ -27,10 +29,10 @@ static size_t buddy_used(void)
 	return st.managed_pages - st.free_pages;
 }
 
-/* 100 MiB of 16 KiB blocks, 512 at a time: all freed by this thread. */
+/* 100 MiB of 32 KiB blocks, 8 MiB at a time: all freed by this thread. */
 static void free_100mib(void)
 {
-	enum { K = 512 };
+	enum { K = (8 << 20) / BLK };
 	static void *b[K];
 	for (int round = 0; round < 100 * (1 << 20) / BLK / K; round++) {
 		for (int i = 0; i < K; i++) {
@@ -144,7 +146,7 @@ int main(void)
 	pthread_create(&t, NULL, exiting, NULL);
 	pthread_join(t, NULL);
 	ok(held_in_thread <= KA_PCP_THREAD_BYTES && held_in_thread > 0,
-	   "a thread that freed 100 MiB of 16 KiB blocks keeps %zu KiB in its lists (cap %zu KiB)",
+	   "a thread that freed 100 MiB of 32 KiB blocks keeps %zu KiB in its lists (cap %zu KiB)",
 	   held_in_thread >> 10, KA_PCP_THREAD_BYTES >> 10);
 	size_t after_exit = ka_pcp_held_bytes(), used1 = buddy_used();
 	ka_buddy_purge(true);

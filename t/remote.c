@@ -190,7 +190,7 @@ static void model_test(void)
 
 /* -------------------------------------------- exit with a full outbox */
 #define FEW 10
-static void *objs[4096];
+static void *objs[16384];
 static int nobjs;
 
 static void *free_all(void *arg)
@@ -213,7 +213,8 @@ static void exit_with_outbox(void)
 	/* The exiting thread sent them to this thread's inbox, and trim takes
 	 * them back to the slabs: nothing stays behind. */
 	uintptr_t v = __atomic_load_n(&ka_tc->inbox, __ATOMIC_ACQUIRE);
-	size_t queued = (v >> KA_INBOX_SHIFT) << 4, want = (size_t)FEW * ka_classes[cls].size;
+	size_t queued = KA_INBOX_BYTES(v), want = (size_t)FEW * ka_classes[cls].size;
+	want = (want + (1u << KA_INBOX_UNIT_SHIFT) - 1) & ~(((size_t)1 << KA_INBOX_UNIT_SHIFT) - 1); /* one post, rounded up */
 	validate_all();
 	kalloc_malloc_trim(0);
 	ok(queued == want && active(cls) == 0,
@@ -254,12 +255,12 @@ static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
 static int idle_stage, idle_alloc64;
 static struct ka_tcache *idle_tc;
 
-/* Stage 1: 4096 blocks of 1 KiB allocated; with idle_alloc64, stage 3 asks
+/* Stage 1: 16384 blocks of 1 KiB allocated; with idle_alloc64, stage 3 asks
  * for 64 blocks of 64 B (stage 4: done); stage 2 ends it. */
 static void *idle_owner(void *arg)
 {
 	(void)arg;
-	nobjs = 4096;
+	nobjs = 16384;
 	for (int i = 0; i < nobjs; i++)
 		objs[i] = kalloc_malloc(1024);
 	pthread_mutex_lock(&idle_mu);
@@ -280,7 +281,7 @@ static void *idle_owner(void *arg)
 	return NULL;
 }
 
-/* Start the idle owner and wait until it holds its 4096 blocks. */
+/* Start the idle owner and wait until it holds its 16384 blocks. */
 static pthread_t start_idle_owner(void)
 {
 	pthread_t t;
@@ -298,7 +299,7 @@ static pthread_t start_idle_owner(void)
 static void idle_owner_test(void)
 {
 	pthread_t t = start_idle_owner();
-	/* 4 MiB freed into an owner that makes no call meanwhile; then the
+	/* 16 MiB freed into an owner that makes no call meanwhile; then the
 	 * objects its inbox holds are counted by walking it (it is idle, and
 	 * this thread is the only one that posts). */
 	for (int i = 0; i < nobjs; i++)
@@ -308,10 +309,10 @@ static void idle_owner_test(void)
 	for (void *o = (void *)(v & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1)); o; o = ka_link_decode(*(void **)o, o))
 		queued += 1024;
 	size_t held = ka_tcache_held_bytes();
-	ok(queued > 0 && queued <= ((size_t)1 << 20) && held <= ((size_t)3 << 20),
-	   "an owner that stops allocating: its inbox holds %zu KiB (at most 1 MiB) of the 4 MiB freed into it, "
+	ok(queued > 0 && queued <= KA_INBOX_MAX_BYTES && held <= KA_INBOX_MAX_BYTES + ((size_t)2 << 20),
+	   "an owner that stops allocating: its inbox holds %zu KiB (at most %zu KiB) of the 16 MiB freed into it, "
 	   "caches hold %zu KiB",
-	   queued >> 10, held >> 10);
+	   queued >> 10, KA_INBOX_MAX_BYTES >> 10, held >> 10);
 	pthread_mutex_lock(&idle_mu);
 	idle_stage = 2;
 	pthread_cond_broadcast(&idle_cv);
