@@ -215,11 +215,8 @@ static bool grow(void)
 	struct ka_list *e = ka_list_pop(&zone.spare);
 	ka_unlock(&zone.lock);
 	struct ka_chunk *c = e ? ka_container_of(e, struct ka_chunk, node) : NULL;
-	/* A recycled one's base is read by fast frees that cached it (struct
-	 * ka_tls): cleared apart from it, and set with an atomic store. */
-	_Static_assert(offsetof(struct ka_chunk, base) == 0, "base comes first");
 	if (c)
-		memset((char *)c + sizeof c->base, 0, sizeof *c - sizeof c->base);
+		memset(c, 0, sizeof *c);
 	else
 		c = ka_meta_alloc(sizeof *c, KA_CHUNK_META_ALIGN);
 	bool kept;
@@ -227,7 +224,7 @@ static bool grow(void)
 		ka_os_unmap(base, KA_CHUNK_SIZE, source, &kept);
 		return false;
 	}
-	__atomic_store_n(&c->base, (uintptr_t)base, __ATOMIC_RELAXED);
+	c->base = (uintptr_t)base;
 	c->source = (uint8_t)source;
 	bool mapped = ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c)) == 0;
 	if (!mapped) {
@@ -283,12 +280,8 @@ static void release_chunks(struct ka_list *out)
 		 * mapped and read as zero, which a stale lookup takes as "not a
 		 * slab", and grow() clears recycled metadata anyway. The first page
 		 * holds the header, the spare list's link among it. */
-		if (gone) {
+		if (gone)
 			ka_os_purge((char *)c + KA_PAGE_SIZE, (sizeof *c - KA_PAGE_SIZE) & ~(KA_PAGE_SIZE - 1));
-			/* No fast free that cached it takes it for its old chunk's, whose
-			 * address a new chunk with other metadata may get. */
-			__atomic_store_n(&c->base, KA_NO_BASE, __ATOMIC_RELAXED);
-		}
 		ka_lock(&zone.lock);
 		if (gone) {
 			ka_list_add(&zone.spare, &c->node);

@@ -209,16 +209,10 @@ KA_INLINE uint32_t *ka_map_tag(uintptr_t e, uintptr_t a)
 	return (uint32_t *)(e - KA_MAP_CHUNK) + (a >> KA_PAGE_SHIFT);
 }
 
-/* The metadata of the chunk whose tag is at t. */
-KA_INLINE struct ka_chunk *ka_tag_chunk(const uint32_t *t)
-{
-	return (struct ka_chunk *)((uintptr_t)t & ~(KA_CHUNK_META_ALIGN - 1));
-}
-
 /* The descriptor of the page whose tag is at t. */
 KA_INLINE struct ka_page *ka_tag_page(const uint32_t *t)
 {
-	struct ka_chunk *c = ka_tag_chunk(t);
+	struct ka_chunk *c = (struct ka_chunk *)((uintptr_t)t & ~(KA_CHUNK_META_ALIGN - 1));
 	return &c->pages[t - c->tags];
 }
 

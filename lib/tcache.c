@@ -93,8 +93,7 @@ _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the cou
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
 static struct ka_tcache empty_tcache = {.id8 = KA_TCACHE_ID_NONE << 8};
-static struct ka_chunk no_chunk = {.base = KA_NO_BASE};
-__thread struct ka_tls ka_tls = {&empty_tcache, KA_TICK_BYTES, &no_chunk, 0};
+__thread struct ka_tls ka_tls = {&empty_tcache, KA_TICK_BYTES};
 static __thread uint8_t tc_state;
 
 static pthread_mutex_t tcaches_lock = PTHREAD_MUTEX_INITIALIZER;

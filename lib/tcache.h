@@ -90,19 +90,11 @@ KA_INLINE uint32_t ka_bin_count(const struct ka_bin *b) { return (uint32_t)b->ma
  */
 KA_INLINE bool ka_tcache_free_class(void *ptr, uint32_t want)
 {
-	uintptr_t a = (uintptr_t)ptr;
-	/* The last chunk's tags (types.h, struct ka_tls), else the map's. */
-	if (KA_UNLIKELY(ka_load_relaxed(&ka_tls.chunk->base) != (a & ~(KA_CHUNK_SIZE - 1)))) {
-		uintptr_t e = ka_map_chunk_fast(a);
-		if (!(e & KA_MAP_CHUNK))
-			return false;
-		ka_tls.chunk = ka_tag_chunk(ka_map_tag(e, a));
-		ka_tls.tagbias = e - KA_MAP_CHUNK;
-	}
-	{
+	uintptr_t a = (uintptr_t)ptr, e = ka_map_chunk_fast(a);
+	if (KA_LIKELY(e & KA_MAP_CHUNK)) {
 		struct ka_tcache *tc = ka_tc;
 		/* < 256 exactly when the slab's owner is this thread; then it is the class. */
-		uint32_t cls = ka_load_relaxed((uint32_t *)ka_tls.tagbias + (a >> KA_PAGE_SHIFT)) ^ tc->id8;
+		uint32_t cls = ka_load_relaxed(ka_map_tag(e, a)) ^ tc->id8;
 		if (KA_LIKELY(cls < 256 && (want == KA_ANY_CLASS || cls == want))) {
 			struct ka_bin *b = &tc->bins[cls];
 			char *p = ptr;

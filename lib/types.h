@@ -357,27 +357,14 @@ struct ka_tcache {
 
 /*
  * A thread's own words, side by side in TLS so that the fast path finds
- * them with one address: its cache, the countdown of bytes allocated until
- * its next housekeeping tick (tcache.c), and the chunk its last fast free
- * was in. Never in a shared structure: every thread writes its own.
- *
- * chunk and tagbias (tcache.h, ka_tcache_free_class): the metadata of that
- * chunk and its map entry's tag base (tags - base / 4096), so that a free
- * into the same chunk finds its page's tag with one load that depends on
- * the address, instead of the map entry's load and then the tag's (the
- * pair's time is a chain through them). The cache is good while
- * chunk->base is the address's chunk: metadata is never unmapped, its base
- * is 1 (no chunk's) from its chunk's release until its reuse, and a
- * released chunk's tags read 0.
+ * both with one address: its cache, and the countdown of bytes allocated
+ * until its next housekeeping tick (tcache.c). Never in a shared structure:
+ * every thread writes its own.
  */
 struct ka_tls {
 	struct ka_tcache *tc;
 	int64_t tick;
-	struct ka_chunk *chunk;
-	uintptr_t tagbias;
 };
-/* The base of a chunk's metadata that describes no chunk (released, or none yet). */
-#define KA_NO_BASE ((uintptr_t)1)
 #define KA_TICK_BYTES ((int64_t)1 << 20)
 #define KA_INBOX_SHIFT 48
 /* The bytes an inbox word counts, in 64-byte units (each post rounds its

@@ -8,20 +8,13 @@
 #include <sys/mman.h>
 
 #include "../lib/internal.h"
-#include "../lib/kalloc.h"
-#include "../lib/tcache.h"
 #include "tap.h"
 
 static int global_var;
-static void *stale;
-
-static void free_stale(void) { kalloc_free(stale); }
-
-static uintptr_t chunk_of(const void *p) { return (uintptr_t)p & ~(KA_CHUNK_SIZE - 1); }
 
 int main(void)
 {
-	plan(16);
+	plan(12);
 	bool z;
 	char *p = ka_buddy_alloc(3, KA_PG_RAW, &z);
 	size_t bytes = KA_PAGE_SIZE << 3;
@@ -59,27 +52,5 @@ int main(void)
 	ok(ka_map_entry(base - 1) != ka_map_entry(base), "the byte before the chunk is another granule");
 	ka_buddy_free(p, 3);
 	ok(ka_map_page(p)->kind != KA_PG_RAW, "a freed block's descriptor no longer says it is used");
-
-	/* The free fast path's cache of its last chunk (struct ka_tls). */
-	kalloc_malloc_trim(0);
-	stale = kalloc_malloc(64);
-	kalloc_free(stale);
-	struct ka_chunk *c = ka_tls.chunk;
-	ok(c->base == chunk_of(stale) && ka_tls.tagbias == ka_map_chunk_fast((uintptr_t)stale) - KA_MAP_CHUNK,
-	   "a fast free caches its chunk's metadata and tag base");
-	struct ka_buddy_stats st0, st1;
-	ka_buddy_stats(&st0);
-	kalloc_malloc_trim(0);
-	ka_buddy_stats(&st1);
-	ok(st1.unmapped_chunks > st0.unmapped_chunks && c->base == KA_NO_BASE,
-	   "a chunk given back to the OS: its metadata names no chunk, so no cached free takes it for one");
-	int ws = run_child(free_stale);
-	ok(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGABRT, "a free into the released chunk is refused (status %#x)", ws);
-	void *q = kalloc_malloc(64);
-	kalloc_free(q);
-	ok(ka_tls.chunk->base == chunk_of(q) &&
-		   ka_tls.tagbias == ka_map_chunk_fast((uintptr_t)q) - KA_MAP_CHUNK,
-	   "the next fast free caches the new chunk");
-	kalloc_malloc_trim(0);
 	return 0;
 }
