@@ -97,13 +97,16 @@ static KA_NOINLINE void free_slow(void *p, const char *func)
 }
 
 /* Usable bytes of a live block; misuse is fatal, naming func. */
-static size_t usable(void *p, const char *func)
+/* What p's block may hold; *slab says whether it is a slab object. */
+static size_t usable_of(void *p, const char *func, bool *slab)
 {
+	*slab = false;
 	if (ka_debug_on)
 		return ka_debug_usable(p, func);
 	struct ka_slab *s = ka_slab_of(p);
 	if (!s)
 		return ka_large_usable(p, func);
+	*slab = true;
 	ka_tcache_check_live(p, s, func);
 	return s->cache->size;
 }
@@ -222,13 +225,15 @@ static KA_NOINLINE void *realloc_from(void *p, size_t n)
 			errno = ENOMEM;
 		return q;
 	}
-	size_t old = usable(p, "realloc()");
-	/* A sampled block moves (prof.c): the new one is sampled on its own count. */
-	bool stay = !KA_UNLIKELY(ka_prof_on) || !ka_prof_sampled(p);
-	/* A slab object stays put while the smaller class would save under half. */
-	if (stay && old <= KA_SMALL_MAX && n <= old && ka_classes[ka_size_class[(n + 7) >> 3]].size * 2 >= old)
+	bool slab;
+	size_t old = usable_of(p, "realloc()", &slab);
+	/* A slab object stays put while the smaller class would save under half.
+	 * A sampled block (prof.c) is a page block, never a slab object, and
+	 * ka_large_resize refuses it: it moves, and the new block is sampled
+	 * on its own count. */
+	if (slab && n <= old && ka_classes[ka_size_class[(n + 7) >> 3]].size * 2 >= old)
 		return p;
-	if (stay && old > KA_SMALL_MAX && n > KA_SMALL_MAX) {
+	if (!slab && old > KA_SMALL_MAX && n > KA_SMALL_MAX) {
 		void *q = ka_large_resize(p, n, "realloc()");
 		if (q)
 			return q;
@@ -300,7 +305,8 @@ KA_EXPORT void *KA_API(pvalloc)(size_t size)
 
 KA_EXPORT size_t KA_API(malloc_usable_size)(void *p)
 {
-	return p ? usable(p, "malloc_usable_size()") : 0;
+	bool slab;
+	return p ? usable_of(p, "malloc_usable_size()", &slab) : 0;
 }
 
 KA_EXPORT void KA_API(free_sized)(void *p, size_t size)

@@ -213,15 +213,15 @@ static KA_NOINLINE void delete_sized_slow(void *p, size_t n, size_t align)
 	static const char func[] = "operator delete()";
 	if (!p)
 		return;
-	size_t u = usable(p, func);
+	bool slab;
+	size_t u = usable_of(p, func, &slab);
 	bool ok;
 	if (ka_debug_on) {
 		ok = ka_opt.redzone ? n == u : n <= u;
 	} else {
 		unsigned cls = request_class(n, align);
-		struct ka_slab *s = ka_slab_of(p);
 		/* A sampled small block is a page block of its own (prof.c). */
-		ok = s ? cls && s->cache == &ka_kmalloc[cls]
+		ok = slab ? cls && ka_slab_of(p)->cache == &ka_kmalloc[cls]
 		       : (!cls || (ka_prof_on && ka_prof_sampled(p))) && n <= u;
 	}
 	if (!ok)

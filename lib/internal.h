@@ -558,6 +558,7 @@ unsigned ka_stack_walk(uintptr_t *out, const uintptr_t *site);
 struct ka_stack *ka_stack_get(struct ka_stacks *t, const uintptr_t *frames, unsigned n);
 bool ka_blocks_add(struct ka_blocks *t, uintptr_t addr, size_t size, void *rec); /* false: no memory */
 bool ka_blocks_remove(struct ka_blocks *t, uintptr_t addr, struct ka_block *out); /* false: not there */
+struct ka_block *ka_blocks_find(struct ka_blocks *t, uintptr_t addr); /* NULL: not there */
 uint64_t ka_mix(uint64_t x);
 uintptr_t ka_parse_hex(const char **s);
 /* The /proc/self/maps mapping holding a (no allocation, no stdio). */
@@ -586,6 +587,7 @@ void *ka_prof_sample(void *p, size_t n, const uintptr_t *site);
 /* A sampled block about to be freed (its flag already cleared). */
 void ka_prof_free(void *p);
 bool ka_prof_sampled(const void *p); /* p: a live block */
+void ka_prof_resize(void *p, size_t n); /* a sampled block resized in place to n bytes */
 int ka_prof_dump(const char *path); /* kalloc_prof_dump */
 void ka_prof_prefork(void);
 void ka_prof_postfork(bool child);
@@ -595,7 +597,8 @@ void ka_prof_postfork(bool child);
 void *ka_large_alloc(size_t size, size_t align, bool zero);
 void ka_large_free(void *p, const char *func);
 size_t ka_large_usable(void *p, const char *func);
-/* Resize in place (or by mremap); NULL if it cannot, p then intact. */
+/* Resize in place (or by mremap); NULL if it cannot (a sampled huge mapping: it
+ * is copied), p then intact. A sampled large block's record follows (prof.c). */
 void *ka_large_resize(void *p, size_t size, const char *func);
 void ka_large_purge(bool all);
 struct ka_large_stats {

@@ -312,6 +312,8 @@ void *ka_large_resize(void *p, size_t size, const char *func)
 		else if (want > old && !ka_buddy_grow_pages(p, old, want))
 			return NULL;
 		pg->large.size = size;
+		if (pg->flags & KA_PGF_SAMPLED)
+			ka_prof_resize(p, size);
 		return p;
 	}
 	if (size <= KA_LARGE_MAX)
@@ -319,6 +321,11 @@ void *ka_large_resize(void *p, size_t size, const char *func)
 	ka_lock(&huge_lock);
 	struct ka_huge *h = huge_head(p, func);
 	ka_unlock(&huge_lock);
+	/* mremap may move a mapping, and its old address be mapped and sampled
+	 * by another thread before a record could follow: a sampled one moves
+	 * by copy (realloc), its record leaving with its free. */
+	if (ka_load_relaxed(&h->sampled))
+		return NULL;
 	/* h is live, the caller's: resized with the lock dropped. */
 	size_t old = h->map_size;
 	bool ok = remap(h, page_round(size));

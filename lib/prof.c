@@ -26,8 +26,14 @@
  *    `sampled` flag;
  *  - large.c's free clears the flag and calls ka_prof_free before the
  *    block goes back, so that an address is never in the table twice;
- *  - realloc of a sampled block always moves it (api.c): the new block is
- *    sampled or not on its own count.
+ *  - realloc of a sampled large block keeps it sampled: resized in place
+ *    (large.c; a huge mapping is copied instead), its record moves to its new size's line (ka_prof_resize),
+ *    so a block that grows where it is neither drops out of the profile
+ *    nor is copied at each step (strbuild copied twice the bytes when a
+ *    sampled block always moved); moved, the old one is freed and the new
+ *    one sampled or not on its own count. A sampled small block (a page
+ *    block) moves when it shrinks or grows past its pages, as realloc of
+ *    a small size from a page block always does.
  * Debug modes place blocks their own way: prof:1 is refused with them.
  *
  * Tables, under prof_lock (first in the lock order; the metadata lock may
@@ -238,6 +244,32 @@ void ka_prof_free(void *p)
 		st->live_bytes -= b.size;
 		if (ka_opt.prof_step)
 			inuse_est -= weight(b.size);
+	}
+	pthread_mutex_unlock(&prof_lock);
+}
+
+void ka_prof_resize(void *p, size_t n)
+{
+	pthread_mutex_lock(&prof_lock);
+	struct ka_block *b = ka_blocks_find(&blocks, (uintptr_t)p);
+	struct ka_stack *st = b ? b->rec : NULL, *to = st;
+	if (st && size_class(n) != st->frame[0]) {
+		/* Another size class: the same stack's line for it (the old line
+		 * keeps the block if metadata is refused). */
+		uintptr_t frames[KA_STACK_DEPTH];
+		memcpy(frames, st->frame, st->depth * sizeof *frames);
+		frames[0] = size_class(n);
+		to = ka_stack_get(&sites, frames, st->depth);
+	}
+	if (to) {
+		st->live_n--;
+		st->live_bytes -= b->size;
+		to->live_n++;
+		to->live_bytes += n;
+		if (ka_opt.prof_step)
+			inuse_est = inuse_est - weight(b->size) + weight(n);
+		b->rec = to;
+		b->size = n;
 	}
 	pthread_mutex_unlock(&prof_lock);
 }

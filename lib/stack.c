@@ -230,13 +230,28 @@ bool ka_blocks_add(struct ka_blocks *t, uintptr_t addr, size_t size, void *rec)
 	return true;
 }
 
+/* The slot of a, or of the empty slot that ends its run. */
+static size_t slot_of(const struct ka_blocks *t, uintptr_t a)
+{
+	size_t i = home(t, a);
+	while (t->slot[i].addr && t->slot[i].addr != a)
+		i = (i + 1) & t->mask;
+	return i;
+}
+
+struct ka_block *ka_blocks_find(struct ka_blocks *t, uintptr_t a)
+{
+	if (!t->slot)
+		return NULL;
+	struct ka_block *b = &t->slot[slot_of(t, a)];
+	return b->addr ? b : NULL;
+}
+
 bool ka_blocks_remove(struct ka_blocks *t, uintptr_t a, struct ka_block *out)
 {
 	if (!t->slot)
 		return false;
-	size_t i = home(t, a);
-	while (t->slot[i].addr && t->slot[i].addr != a)
-		i = (i + 1) & t->mask;
+	size_t i = slot_of(t, a);
 	if (!t->slot[i].addr)
 		return false;
 	if (out)

@@ -238,6 +238,19 @@ static int child_dump(const char *dir)
 	return 0;
 }
 
+/* A sampled large block grown in place, within its pages and past them. */
+static int child_grow(const char *dir)
+{
+	char *p = site_b(100000), *q = realloc(p, 102000), *r = q ? realloc(q, 120000) : NULL;
+	fprintf(stderr, "inplace=%d\n", p == q && q == r);
+	char path[512];
+	snprintf(path, sizeof path, "%s/grow.heap", dir);
+	int (*dump)(const char *) = dump_fn();
+	int st = dump ? dump(path) : 1;
+	free(r);
+	return st;
+}
+
 /* The heap grows by 16 MiB in 64 KiB blocks: prof_step:2 leaves files. */
 static int child_step(void)
 {
@@ -452,6 +465,8 @@ int main(int argc, char **argv)
 			return child_dump(d);
 		if (!strcmp(argv[2], "step"))
 			return child_step();
+		if (!strcmp(argv[2], "grow"))
+			return child_grow(d);
 		return 127;
 	}
 	kalloc_lib();
@@ -522,6 +537,20 @@ int main(int argc, char **argv)
 	ok(strstr(out, "baddir=-1 errno=2") != NULL, "kalloc_prof_dump to a missing directory: -1, ENOENT");
 	st = run_case(NULL, "dump", out, sizeof out);
 	ok(exited_ok(st) && strstr(out, "dump=-1 errno=2") != NULL, "kalloc_prof_dump with prof off: -1, ENOENT");
+
+	/* realloc in place keeps a sampled block in the profile, at its new size. */
+	st = run_case(conf("prof_sample:1"), "grow", out, sizeof out);
+	snprintf(path, sizeof path, "%s/grow.heap", dir);
+	bad = parse(path);
+	int at_new = 0, at_old = 0;
+	for (int i = 0; !bad && i < prof.nlines; i++) {
+		at_new += prof.line[i].n1 == 1 && prof.line[i].s1 == 120000;
+		at_old += prof.line[i].s1 == 100000 || prof.line[i].s1 == 102000;
+	}
+	ok(exited_ok(st) && noted_long(out, "inplace") == 1 && at_new == 1 && at_old == 0,
+	   "a sampled block grown in place by realloc (100000 -> 102000 -> 120000 B) is not copied and "
+	   "stays in the profile at its new size (in place %ld, lines at 120000: %d, at the old sizes: %d)",
+	   noted_long(out, "inplace"), at_new, at_old);
 
 	/* prof_step. */
 	st = run_case(conf("prof_sample:4096,prof_step:2"), "step", out, sizeof out);
