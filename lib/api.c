@@ -96,17 +96,17 @@ static KA_NOINLINE void free_slow(void *p, const char *func)
 	errno = saved;
 }
 
-/* Usable bytes of a live block; misuse is fatal, naming func. */
-/* What p's block may hold; *slab says whether it is a slab object. */
-static size_t usable_of(void *p, const char *func, bool *slab)
+/* Usable bytes of a live block; misuse is fatal, naming func. *slab (if
+ * not NULL): its slab, NULL for a page block (or under a debug mode). */
+static size_t usable_of(void *p, const char *func, struct ka_slab **slab)
 {
-	*slab = false;
+	struct ka_slab *s = ka_debug_on ? NULL : ka_slab_of(p);
+	if (slab)
+		*slab = s;
 	if (ka_debug_on)
 		return ka_debug_usable(p, func);
-	struct ka_slab *s = ka_slab_of(p);
 	if (!s)
 		return ka_large_usable(p, func);
-	*slab = true;
 	ka_tcache_check_live(p, s, func);
 	return s->cache->size;
 }
@@ -225,7 +225,7 @@ static KA_NOINLINE void *realloc_from(void *p, size_t n)
 			errno = ENOMEM;
 		return q;
 	}
-	bool slab;
+	struct ka_slab *slab;
 	size_t old = usable_of(p, "realloc()", &slab);
 	/* A slab object stays put while the smaller class would save under half.
 	 * A sampled block (prof.c) is a page block, never a slab object, and
@@ -305,8 +305,7 @@ KA_EXPORT void *KA_API(pvalloc)(size_t size)
 
 KA_EXPORT size_t KA_API(malloc_usable_size)(void *p)
 {
-	bool slab;
-	return p ? usable_of(p, "malloc_usable_size()", &slab) : 0;
+	return p ? usable_of(p, "malloc_usable_size()", NULL) : 0;
 }
 
 KA_EXPORT void KA_API(free_sized)(void *p, size_t size)

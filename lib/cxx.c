@@ -213,7 +213,7 @@ static KA_NOINLINE void delete_sized_slow(void *p, size_t n, size_t align)
 	static const char func[] = "operator delete()";
 	if (!p)
 		return;
-	bool slab;
+	struct ka_slab *slab;
 	size_t u = usable_of(p, func, &slab);
 	bool ok;
 	if (ka_debug_on) {
@@ -221,7 +221,7 @@ static KA_NOINLINE void delete_sized_slow(void *p, size_t n, size_t align)
 	} else {
 		unsigned cls = request_class(n, align);
 		/* A sampled small block is a page block of its own (prof.c). */
-		ok = slab ? cls && ka_slab_of(p)->cache == &ka_kmalloc[cls]
+		ok = slab ? cls && slab->cache == &ka_kmalloc[cls]
 		       : (!cls || (ka_prof_on && ka_prof_sampled(p))) && n <= u;
 	}
 	if (!ok)

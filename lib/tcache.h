@@ -8,8 +8,10 @@
  * goes slow); the slow paths create the real cache.
  *
  * Checks kept on the fast path, all cheap:
- *  - malloc: the popped link must decode to an 8-aligned address (a write
- *    after free that hits the link is caught before it is followed);
+ *  - malloc: the popped link must decode (ka_link_code) to a 16-aligned
+ *    address (a write after free that hits the link is caught, 15 times in
+ *    16, before it is followed);
+ *  - free: the bin must have room (a room count, tested for zero);
  *  - free: the address must be in a slab page whose owner is this thread,
  *    at the start of one of the slab's objects (one multiply and one
  *    compare, ka_obj_divisor: not inside an object, not in the slab's tail),
