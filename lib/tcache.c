@@ -89,6 +89,7 @@
 _Static_assert(INBOX_MAX_BYTES >> KA_INBOX_UNIT_SHIFT <= (1u << (64 - KA_INBOX_SHIFT)), "the inbox count stays below INBOX_MAX_BYTES and fits its bits");
 _Static_assert(OUTBOX_BYTES + KA_SMALL_MAX < (1u << 16) << 4, "an outbox's count fits");
 _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the count");
+_Static_assert(KA_SMALL_MAX < KA_TICK_BYTES, "a small object's charge needs no cap (ka_tcache_free_slow)");
 
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
@@ -341,7 +342,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 }
 
 /* Take a free, marked object into the bin of its class, making room first. */
-static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
+KA_INLINE void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 {
 	struct ka_bin *b = &tc->bins[cls];
 	if (!b->room && !grow(tc, cls))
@@ -354,7 +355,7 @@ static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 /* ka_map_entry(a), from the flat map when it covers a chunk there: one load
  * of a line the free fast path has just read, where the radix tree takes two
  * dependent ones. */
-static uintptr_t map_entry(uintptr_t a)
+KA_INLINE uintptr_t map_entry(uintptr_t a)
 {
 	uintptr_t e = ka_map_chunk_fast(a);
 	return e ? e : ka_map_entry(a);
@@ -364,7 +365,7 @@ static uintptr_t map_entry(uintptr_t a)
  * The kmalloc class of an object found on a chain, checked: it must be the
  * start of an object of a kmalloc slab. A corrupted link ends here.
  */
-static unsigned chain_class(void *obj)
+KA_INLINE unsigned chain_class(void *obj)
 {
 	uintptr_t a = (uintptr_t)obj, e = map_entry(a);
 	uint32_t tag = (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
@@ -438,21 +439,33 @@ static void post_all(struct ka_tcache *tc)
 }
 
 /* Queue a free, marked object for its slab's live owner `owner`. */
+/* Push obj (of `size` bytes) onto an outbox that already holds at least
+ * one object (its owner and tail are set). */
+KA_INLINE void outbox_push(struct ka_tcache *tc, struct ka_outbox *ob, void *obj, uint32_t size)
+{
+	*(void **)obj = ka_link_encode(ob->head, obj);
+	ob->head = obj;
+	uint32_t count = ++ob->count, units = ob->units = (uint16_t)(ob->units + (size >> 4));
+	tc->out_bytes += size;
+	if (count >= OUTBOX_OBJS || units >= OUTBOX_BYTES >> 4)
+		post(tc, ob);
+}
+
 static void queue_remote(struct ka_tcache *tc, void *obj, uint32_t owner, unsigned cls)
 {
 	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
 	if (ob->count && ob->owner != owner)
 		post(tc, ob);
+	if (ob->count) {
+		outbox_push(tc, ob, obj, ka_classes[cls].size);
+		return;
+	}
 	ob->owner = owner;
-	*(void **)obj = ka_link_encode(ob->head, obj);
-	if (!ob->head)
-		ob->tail = obj;
-	ob->head = obj;
-	ob->count++;
-	ob->units = (uint16_t)(ob->units + (ka_classes[cls].size >> 4));
+	*(void **)obj = ka_link_encode(NULL, obj);
+	ob->head = ob->tail = obj;
+	ob->count = 1;
+	ob->units = (uint16_t)(ka_classes[cls].size >> 4);
 	tc->out_bytes += ka_classes[cls].size;
-	if (ob->count >= OUTBOX_OBJS || ((size_t)ob->units << 4) >= OUTBOX_BYTES)
-		post(tc, ob);
 }
 
 /* Take everything in an inbox word (taken with an exchange) into tc's bins. */
@@ -770,9 +783,10 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 
 /* Free p, a checked live object of kmalloc class cls, whose page's tag
  * (at tagp) was `tag`. */
-static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
+/* free_small's cases past the common ones: an owner not yet queued for
+ * (its id looked up), a retired one or none (adoption), a full bin. */
+static KA_NOINLINE void free_small_other(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
 {
-	((uint64_t *)p)[1] = ka_key_of(p);
 	for (;;) {
 		uint32_t owner = tag >> 8;
 		if (owner == tc->id8 >> 8) {
@@ -782,9 +796,6 @@ static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t t
 			bin_take(tc, cls, p);
 			return;
 		}
-		/* An outbox already queued for this owner needs no second look at
-		 * its id: a post copes with an owner that retired since (its inbox
-		 * is closed), as it must for one that retires after the post. */
 		struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
 		bool queue = ob->count && ob->owner == owner;
 		if (!queue && owner) {
@@ -802,6 +813,22 @@ static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t t
 		}
 		tag = ka_load_relaxed(tagp);
 	}
+}
+
+static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
+{
+	((uint64_t *)p)[1] = ka_key_of(p);
+	/* An outbox already queued for this owner needs no second look at its
+	 * id: a post copes with an owner that retired since (its inbox is
+	 * closed), as it must for one that retires after the post. The owner
+	 * is never this cache here (its objects took the fast path, or come
+	 * with a full bin, which free_small_other takes). */
+	uint32_t owner = tag >> 8;
+	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
+	if (KA_LIKELY(ob->count && ob->owner == owner && owner != tc->id8 >> 8))
+		outbox_push(tc, ob, p, ka_classes[cls].size);
+	else
+		free_small_other(tc, tagp, p, tag, cls);
 }
 
 void ka_tcache_free_slow(void *p, const char *func)
@@ -828,7 +855,10 @@ void ka_tcache_free_slow(void *p, const char *func)
 			free_small(tc, tagp, p, tag, cls);
 		else
 			ka_cache_free(&ka_kmalloc[cls], p, func);
-		ka_tcache_charge(ka_classes[cls].size);
+		/* ka_tcache_charge's common case, inline (a class size is below
+		 * KA_TICK_BYTES): remote frees come this way. */
+		if (KA_UNLIKELY(ka_prof_on) || (ka_tls.tick -= ka_classes[cls].size) < 0)
+			ka_tcache_charge(ka_prof_on ? ka_classes[cls].size : 0);
 		return;
 	}
 	struct ka_slab *s = tag ? ka_tag_slab(tagp) : NULL;
