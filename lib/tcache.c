@@ -89,7 +89,6 @@
 _Static_assert(INBOX_MAX_BYTES >> KA_INBOX_UNIT_SHIFT <= (1u << (64 - KA_INBOX_SHIFT)), "the inbox count stays below INBOX_MAX_BYTES and fits its bits");
 _Static_assert(OUTBOX_BYTES + KA_SMALL_MAX < (1u << 16) << 4, "an outbox's count fits");
 _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the count");
-_Static_assert(KA_SMALL_MAX < KA_TICK_BYTES, "a small object's charge needs no cap (ka_tcache_free_slow)");
 
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
@@ -783,19 +782,23 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 
 /* Free p, a checked live object of kmalloc class cls, whose page's tag
  * (at tagp) was `tag`. */
-/* free_small's cases past the common ones: an owner not yet queued for
- * (its id looked up), a retired one or none (adoption), a full bin. */
-static KA_NOINLINE void free_small_other(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
+/* A free of a kmalloc object of cls, tagged tag at tagp, marked free here:
+ * into the bin (a full one, the fast path's only other way here), the
+ * owner's outbox, or the freeing cache's bin after adopting the slab. */
+static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
 {
+	((uint64_t *)p)[1] = ka_key_of(p);
 	for (;;) {
 		uint32_t owner = tag >> 8;
 		if (owner == tc->id8 >> 8) {
-			/* A full bin: the fast path's only other way here. */
 			post_all(tc);
 			drain_own(tc);
 			bin_take(tc, cls, p);
 			return;
 		}
+		/* An outbox already queued for this owner needs no second look at
+		 * its id: a post copes with an owner that retired since (its inbox
+		 * is closed), as it must for one that retires after the post. */
 		struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
 		bool queue = ob->count && ob->owner == owner;
 		if (!queue && owner) {
@@ -815,20 +818,57 @@ static KA_NOINLINE void free_small_other(struct ka_tcache *tc, uint32_t *tagp, v
 	}
 }
 
-static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
+/*
+ * The common remote free, when it is all it takes: p (cls, tagged tag) onto
+ * the outbox already queued for its owner (see free_small), with no post
+ * and no tick due, so no lock, no system call and errno untouched. False:
+ * nothing was done.
+ */
+KA_INLINE bool free_remote_quick(struct ka_tcache *tc, void *p, uint32_t tag, unsigned cls)
 {
-	((uint64_t *)p)[1] = ka_key_of(p);
-	/* An outbox already queued for this owner needs no second look at its
-	 * id: a post copes with an owner that retired since (its inbox is
-	 * closed), as it must for one that retires after the post. The owner
-	 * is never this cache here (its objects took the fast path, or come
-	 * with a full bin, which free_small_other takes). */
-	uint32_t owner = tag >> 8;
+	uint32_t owner = tag >> 8, size = ka_classes[cls].size;
 	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
-	if (KA_LIKELY(ob->count && ob->owner == owner && owner != tc->id8 >> 8))
-		outbox_push(tc, ob, p, ka_classes[cls].size);
-	else
-		free_small_other(tc, tagp, p, tag, cls);
+	if (!ob->count || ob->owner != owner || owner == tc->id8 >> 8 || ob->count + 1u >= OUTBOX_OBJS ||
+	    ob->units + (size >> 4) >= OUTBOX_BYTES >> 4 || KA_UNLIKELY(ka_prof_on) || ka_tls.tick < (int64_t)size)
+		return false;
+	((uint64_t *)p)[1] = ka_key_of(p);
+	*(void **)p = ka_link_encode(ob->head, p);
+	ob->head = p;
+	ob->count++;
+	ob->units = (uint16_t)(ob->units + (size >> 4));
+	tc->out_bytes += size;
+	ka_tls.tick -= size;
+	return true;
+}
+
+/*
+ * A slow free's look-up and checks for a kmalloc object (check_object's, by
+ * the class alone, with no descriptor read): its class, or 0 if p is no
+ * kmalloc object; its tag's address in *tagp (NULL outside buddy chunks)
+ * and the tag in *tag either way. Misuse is fatal, naming func.
+ */
+KA_INLINE unsigned small_checked(void *p, const char *func, uint32_t **tagp, uint32_t *tag)
+{
+	uintptr_t a = (uintptr_t)p, e = map_entry(a);
+	if (!e)
+		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
+	*tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
+	*tag = *tagp ? ka_load_relaxed(*tagp) : 0;
+	unsigned cls = *tag & 0xff;
+	if (!cls || cls >= KA_NR_CLASSES)
+		return 0;
+	if (!ka_class_obj_ok(cls, a))
+		ka_fatal(func, "invalid pointer (not the start of an object)", p, ka_classes[cls].name);
+	if (((uint64_t *)p)[1] == ka_key_of(p))
+		ka_fatal(func, "double free of", p, ka_classes[cls].name);
+	return cls;
+}
+
+bool ka_tcache_free_remote(void *p, const char *func)
+{
+	uint32_t *tagp, tag;
+	unsigned cls = small_checked(p, func, &tagp, &tag);
+	return cls && tc_state == TC_LIVE && free_remote_quick(ka_tc, p, tag, cls);
 }
 
 void ka_tcache_free_slow(void *p, const char *func)
@@ -836,29 +876,19 @@ void ka_tcache_free_slow(void *p, const char *func)
 	if (!p)
 		return;
 	/* One map lookup for the tag and the slab (the remote frees come here). */
-	uintptr_t a = (uintptr_t)p, e = map_entry(a);
-	if (!e)
-		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
-	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
-	uint32_t tag = tagp ? ka_load_relaxed(tagp) : 0;
-	unsigned cls = tag & 0xff;
-	if (cls && cls < KA_NR_CLASSES) {
-		/* A kmalloc object: check_object's checks by the class alone (no
-		 * descriptor read), then the bin, the owner's outbox or an
-		 * adoption; the slabs under their lock for a cacheless thread. */
-		if (!ka_class_obj_ok(cls, a))
-			ka_fatal(func, "invalid pointer (not the start of an object)", p, ka_classes[cls].name);
-		if (((uint64_t *)p)[1] == ka_key_of(p))
-			ka_fatal(func, "double free of", p, ka_classes[cls].name);
+	uint32_t *tagp, tag;
+	unsigned cls = small_checked(p, func, &tagp, &tag);
+	if (cls) {
+		/* A kmalloc object: the bin, the owner's outbox or an adoption;
+		 * the slabs under their lock for a cacheless thread. */
 		struct ka_tcache *tc = tcache_get();
+		if (tc && free_remote_quick(tc, p, tag, cls))
+			return;
 		if (tc)
 			free_small(tc, tagp, p, tag, cls);
 		else
 			ka_cache_free(&ka_kmalloc[cls], p, func);
-		/* ka_tcache_charge's common case, inline (a class size is below
-		 * KA_TICK_BYTES): remote frees come this way. */
-		if (KA_UNLIKELY(ka_prof_on) || (ka_tls.tick -= ka_classes[cls].size) < 0)
-			ka_tcache_charge(ka_prof_on ? ka_classes[cls].size : 0);
+		ka_tcache_charge(ka_classes[cls].size);
 		return;
 	}
 	struct ka_slab *s = tag ? ka_tag_slab(tagp) : NULL;
