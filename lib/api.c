@@ -84,7 +84,7 @@ static inline void *malloc_from(size_t n, const uintptr_t *site)
 	return malloc_slow(n, site);
 }
 
-static KA_NOINLINE void free_slow(void *p, const char *func)
+static KA_NOINLINE void free_saving_errno(void *p, const char *func)
 {
 	int saved = errno;
 	if (ka_debug_on) {
@@ -94,6 +94,15 @@ static KA_NOINLINE void free_slow(void *p, const char *func)
 	else
 		ka_tcache_free_slow(p, func);
 	errno = saved;
+}
+
+/* The remote frees' common case first: it leaves errno alone, so it need
+ * not be saved (the rest may make a system call). */
+static KA_NOINLINE void free_slow(void *p, const char *func)
+{
+	if (KA_LIKELY(!ka_debug_on) && p && ka_tcache_free_remote(p, func))
+		return;
+	free_saving_errno(p, func);
 }
 
 /* Usable bytes of a live block; misuse is fatal, naming func. *slab (if

@@ -341,7 +341,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 }
 
 /* Take a free, marked object into the bin of its class, making room first. */
-static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
+KA_INLINE void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 {
 	struct ka_bin *b = &tc->bins[cls];
 	if (!b->room && !grow(tc, cls))
@@ -354,7 +354,7 @@ static void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 /* ka_map_entry(a), from the flat map when it covers a chunk there: one load
  * of a line the free fast path has just read, where the radix tree takes two
  * dependent ones. */
-static uintptr_t map_entry(uintptr_t a)
+KA_INLINE uintptr_t map_entry(uintptr_t a)
 {
 	uintptr_t e = ka_map_chunk_fast(a);
 	return e ? e : ka_map_entry(a);
@@ -364,7 +364,7 @@ static uintptr_t map_entry(uintptr_t a)
  * The kmalloc class of an object found on a chain, checked: it must be the
  * start of an object of a kmalloc slab. A corrupted link ends here.
  */
-static unsigned chain_class(void *obj)
+KA_INLINE unsigned chain_class(void *obj)
 {
 	uintptr_t a = (uintptr_t)obj, e = map_entry(a);
 	uint32_t tag = (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
@@ -438,21 +438,33 @@ static void post_all(struct ka_tcache *tc)
 }
 
 /* Queue a free, marked object for its slab's live owner `owner`. */
+/* Push obj (of `size` bytes) onto an outbox that already holds at least
+ * one object (its owner and tail are set). */
+KA_INLINE void outbox_push(struct ka_tcache *tc, struct ka_outbox *ob, void *obj, uint32_t size)
+{
+	*(void **)obj = ka_link_encode(ob->head, obj);
+	ob->head = obj;
+	uint32_t count = ++ob->count, units = ob->units = (uint16_t)(ob->units + (size >> 4));
+	tc->out_bytes += size;
+	if (count >= OUTBOX_OBJS || units >= OUTBOX_BYTES >> 4)
+		post(tc, ob);
+}
+
 static void queue_remote(struct ka_tcache *tc, void *obj, uint32_t owner, unsigned cls)
 {
 	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
 	if (ob->count && ob->owner != owner)
 		post(tc, ob);
+	if (ob->count) {
+		outbox_push(tc, ob, obj, ka_classes[cls].size);
+		return;
+	}
 	ob->owner = owner;
-	*(void **)obj = ka_link_encode(ob->head, obj);
-	if (!ob->head)
-		ob->tail = obj;
-	ob->head = obj;
-	ob->count++;
-	ob->units = (uint16_t)(ob->units + (ka_classes[cls].size >> 4));
+	*(void **)obj = ka_link_encode(NULL, obj);
+	ob->head = ob->tail = obj;
+	ob->count = 1;
+	ob->units = (uint16_t)(ka_classes[cls].size >> 4);
 	tc->out_bytes += ka_classes[cls].size;
-	if (ob->count >= OUTBOX_OBJS || ((size_t)ob->units << 4) >= OUTBOX_BYTES)
-		post(tc, ob);
 }
 
 /* Take everything in an inbox word (taken with an exchange) into tc's bins. */
@@ -770,13 +782,15 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 
 /* Free p, a checked live object of kmalloc class cls, whose page's tag
  * (at tagp) was `tag`. */
+/* A free of a kmalloc object of cls, tagged tag at tagp, marked free here:
+ * into the bin (a full one, the fast path's only other way here), the
+ * owner's outbox, or the freeing cache's bin after adopting the slab. */
 static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
 {
 	((uint64_t *)p)[1] = ka_key_of(p);
 	for (;;) {
 		uint32_t owner = tag >> 8;
 		if (owner == tc->id8 >> 8) {
-			/* A full bin: the fast path's only other way here. */
 			post_all(tc);
 			drain_own(tc);
 			bin_take(tc, cls, p);
@@ -804,26 +818,72 @@ static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t t
 	}
 }
 
+/*
+ * The common remote free, when it is all it takes: p (cls, tagged tag) onto
+ * the outbox already queued for its owner (see free_small), with no post
+ * and no tick due, so no lock, no system call and errno untouched. False:
+ * nothing was done.
+ */
+KA_INLINE bool free_remote_quick(struct ka_tcache *tc, void *p, uint32_t tag, unsigned cls)
+{
+	uint32_t owner = tag >> 8, size = ka_classes[cls].size;
+	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
+	if (!ob->count || ob->owner != owner || owner == tc->id8 >> 8 || ob->count + 1u >= OUTBOX_OBJS ||
+	    ob->units + (size >> 4) >= OUTBOX_BYTES >> 4 || KA_UNLIKELY(ka_prof_on) || ka_tls.tick < (int64_t)size)
+		return false;
+	((uint64_t *)p)[1] = ka_key_of(p);
+	*(void **)p = ka_link_encode(ob->head, p);
+	ob->head = p;
+	ob->count++;
+	ob->units = (uint16_t)(ob->units + (size >> 4));
+	tc->out_bytes += size;
+	ka_tls.tick -= size;
+	return true;
+}
+
+/*
+ * A slow free's look-up and checks for a kmalloc object (check_object's, by
+ * the class alone, with no descriptor read): its class, or 0 if p is no
+ * kmalloc object; its tag's address in *tagp (NULL outside buddy chunks)
+ * and the tag in *tag either way. Misuse is fatal, naming func.
+ */
+KA_INLINE unsigned small_checked(void *p, const char *func, uint32_t **tagp, uint32_t *tag)
+{
+	uintptr_t a = (uintptr_t)p, e = map_entry(a);
+	if (!e)
+		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
+	*tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
+	*tag = *tagp ? ka_load_relaxed(*tagp) : 0;
+	unsigned cls = *tag & 0xff;
+	if (!cls || cls >= KA_NR_CLASSES)
+		return 0;
+	if (!ka_class_obj_ok(cls, a))
+		ka_fatal(func, "invalid pointer (not the start of an object)", p, ka_classes[cls].name);
+	if (((uint64_t *)p)[1] == ka_key_of(p))
+		ka_fatal(func, "double free of", p, ka_classes[cls].name);
+	return cls;
+}
+
+bool ka_tcache_free_remote(void *p, const char *func)
+{
+	uint32_t *tagp, tag;
+	unsigned cls = small_checked(p, func, &tagp, &tag);
+	return cls && tc_state == TC_LIVE && free_remote_quick(ka_tc, p, tag, cls);
+}
+
 void ka_tcache_free_slow(void *p, const char *func)
 {
 	if (!p)
 		return;
 	/* One map lookup for the tag and the slab (the remote frees come here). */
-	uintptr_t a = (uintptr_t)p, e = map_entry(a);
-	if (!e)
-		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
-	uint32_t *tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
-	uint32_t tag = tagp ? ka_load_relaxed(tagp) : 0;
-	unsigned cls = tag & 0xff;
-	if (cls && cls < KA_NR_CLASSES) {
-		/* A kmalloc object: check_object's checks by the class alone (no
-		 * descriptor read), then the bin, the owner's outbox or an
-		 * adoption; the slabs under their lock for a cacheless thread. */
-		if (!ka_class_obj_ok(cls, a))
-			ka_fatal(func, "invalid pointer (not the start of an object)", p, ka_classes[cls].name);
-		if (((uint64_t *)p)[1] == ka_key_of(p))
-			ka_fatal(func, "double free of", p, ka_classes[cls].name);
+	uint32_t *tagp, tag;
+	unsigned cls = small_checked(p, func, &tagp, &tag);
+	if (cls) {
+		/* A kmalloc object: the bin, the owner's outbox or an adoption;
+		 * the slabs under their lock for a cacheless thread. */
 		struct ka_tcache *tc = tcache_get();
+		if (tc && free_remote_quick(tc, p, tag, cls))
+			return;
 		if (tc)
 			free_small(tc, tagp, p, tag, cls);
 		else

@@ -44,6 +44,11 @@ void ka_tcache_charge(size_t bytes);
  * phase that only frees still ticks. A small object counts its size. */
 #define KA_TCACHE_FREE_CHARGE (16 * KA_PAGE_SIZE)
 void ka_tcache_free_slow(void *p, const char *func);
+/* A slow free's common remote case (a kmalloc object of another thread's,
+ * onto an outbox queued for its owner), made only when it needs no lock,
+ * no system call and no tick, so that errno is left alone: false if it was
+ * not made. Misuse is fatal there as in ka_tcache_free_slow. */
+bool ka_tcache_free_remote(void *p, const char *func);
 /* Fatal unless p is a live object of slab s (not freed, not inside one). */
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
 __attribute__((noreturn)) KA_COLD void ka_tcache_corrupt(void *p, unsigned cls);
