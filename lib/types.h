@@ -349,7 +349,7 @@ struct ka_tcache {
 	 *    the bins' line, it missed whenever the owner used a small bin);
 	 *  - inbox: chains posted by other threads, pointer | bytes/64 << 48
 	 *    (KA_INBOX_BYTES), or KA_INBOX_CLOSED;
-	 *  - inbox_max: the bytes a post keeps the inbox below, from
+	 *  - inbox_max: the bytes a post keeps the inbox below: 0, or from
 	 *    KA_INBOX_MIN_BYTES to KA_INBOX_MAX_BYTES; only the owner writes it;
 	 *  - inbox_refused: set by a post the bound turned away, cleared by the
 	 *    owner's drain that grows the bound for it.
@@ -375,8 +375,8 @@ struct ka_tls {
 #define KA_TICK_BYTES ((int64_t)1 << 20)
 #define KA_INBOX_SHIFT 48
 /* The bytes an inbox word counts, in 64-byte units (each post rounds its
- * chain up), and the bounds of what a post may take it to: a cache starts
- * at the least and doubles up to the most (tcache.c says why). */
+ * chain up), and the bounds of what a post may take it to: a cache's first
+ * grown bound and the most it doubles to (tcache.c says why). */
 #define KA_INBOX_UNIT_SHIFT 6
 #define KA_INBOX_BYTES(v) (((v) >> KA_INBOX_SHIFT) << KA_INBOX_UNIT_SHIFT)
 #define KA_INBOX_MIN_BYTES ((size_t)64 << 10)
