@@ -43,16 +43,26 @@
  *    refill and flush into its own bins, lock-free; what overflows a bin
  *    goes back to the slabs in one locked batch per class, as any flush.
  *  - An owner that stops allocating must not pin memory: a post that would
- *    take an inbox past INBOX_MAX_BYTES, or finds it closed, frees its
- *    chain to the slabs instead, in locked batches. INBOX_MAX_BYTES (4 MiB:
- *    two caches at their starting size, one at its most, KA_TCACHE_BYTES)
- *    lets a consumer thread queue a lot for a busy producer between two
- *    refills, or while the producer sleeps on a full queue, while bounding
- *    what an idle one can be sent. 1 MiB was too
- *    little for buffers of 8 to 16 KiB: a consumer of a producer asleep on
- *    its full queue (prodcons-mixed) sent most of them through the class
- *    locks, and the producer took them back from the slabs (0.66 s of CPU
- *    there against 0.55 s with 4 MiB).
+ *    take an inbox to its bound (inbox_max), or finds it closed, frees its
+ *    chain to the slabs instead, in locked batches. The bound grows with
+ *    what the owner takes, as a bin does: it starts at 0 (a cache takes no
+ *    post before it has shown that it drains), a refused post flags the
+ *    inbox, and the owner's next drain (its next refill, flush or tick)
+ *    raises the bound to INBOX_MIN_BYTES, then doubles it at each drain
+ *    after a refusal, up to INBOX_MAX_BYTES; a GC pass with no drain since
+ *    the last one halves it back towards INBOX_MIN_BYTES. An owner that
+ *    never drains is sent nothing: larson's main thread fills every
+ *    partition and then only waits, and with a fixed 4 MiB bound its inbox
+ *    kept all its 1 MiB of blocks (and their slabs) for the whole run, the
+ *    workers touching fresh pages instead (peak RSS 3.6 -> 4.9 MiB; 3.9
+ *    with a 64 KiB start). A producer that drains grows its bound to what
+ *    its consumers send between two drains, or while it sleeps on a full
+ *    queue: INBOX_MAX_BYTES (4 MiB: two caches at their starting size, one
+ *    at its most, KA_TCACHE_BYTES); 1 MiB was too little for buffers of 8
+ *    to 16 KiB: a consumer of a producer asleep on its full queue
+ *    (prodcons-mixed) sent most of them through the class locks, and the
+ *    producer took them back from the slabs (0.66 s of CPU there against
+ *    0.55 s with 4 MiB).
  *  - At exit a cache closes its inbox (exchange with KA_INBOX_CLOSED),
  *    drains it and gives everything back; its id reads 0 from then on, so
  *    a later free into a slab it owned adopts the slab (re-tags it to the
@@ -82,12 +92,15 @@
 #define FILL_FIRST 8
 #define OUTBOX_OBJS 32
 #define OUTBOX_BYTES 32768
+#define INBOX_MIN_BYTES KA_INBOX_MIN_BYTES
 #define INBOX_MAX_BYTES KA_INBOX_MAX_BYTES
 #define INBOX_PTR(v) ((v) & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1))
 #define INBOX_BYTES(v) KA_INBOX_BYTES(v)
 
 _Static_assert(INBOX_MAX_BYTES >> KA_INBOX_UNIT_SHIFT <= (1u << (64 - KA_INBOX_SHIFT)), "the inbox count stays below INBOX_MAX_BYTES and fits its bits");
 _Static_assert(OUTBOX_BYTES + KA_SMALL_MAX < (1u << 16) << 4, "an outbox's count fits");
+_Static_assert(OUTBOX_BYTES + KA_SMALL_MAX < INBOX_MIN_BYTES, "a grown inbox, empty, takes any post");
+_Static_assert(INBOX_MIN_BYTES <= INBOX_MAX_BYTES && INBOX_MAX_BYTES <= UINT32_MAX, "inbox_max holds the bound");
 _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the count");
 
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
@@ -203,6 +216,9 @@ static struct ka_tcache *take_cache(void)
 		uint32_t gen = ((tc->id8 >> 8 >> KA_TCACHE_SLOT_BITS) + 1) & ((1u << (24 - KA_TCACHE_SLOT_BITS)) - 1);
 		uint32_t id = gen << KA_TCACHE_SLOT_BITS | tc->slot;
 		tc->id8 = id << 8;
+		tc->inbox_used = false;
+		ka_store_relaxed(&tc->inbox_max, 0);
+		ka_store_relaxed(&tc->inbox_refused, 0);
 		__atomic_store_n(&tc->inbox, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&tc->id, id, __ATOMIC_RELEASE);
 		ka_list_add(&live, &tc->node);
@@ -413,8 +429,11 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 	struct ka_tcache *to = cache_of(ob->owner);
 	uintptr_t old = __atomic_load_n(&to->inbox, __ATOMIC_RELAXED), nw;
 	size_t units = ((size_t)ob->units + 3) >> (KA_INBOX_UNIT_SHIFT - 4); /* 16s -> 64s, rounded up */
+	size_t max = ka_load_relaxed(&to->inbox_max);
 	do {
-		if (old == KA_INBOX_CLOSED || INBOX_BYTES(old) + (units << KA_INBOX_UNIT_SHIFT) >= INBOX_MAX_BYTES) {
+		if (old == KA_INBOX_CLOSED || INBOX_BYTES(old) + (units << KA_INBOX_UNIT_SHIFT) >= max) {
+			if (old != KA_INBOX_CLOSED && !ka_load_relaxed(&to->inbox_refused))
+				ka_store_relaxed(&to->inbox_refused, 1);
 			/* A failed try may have linked the tail to the inbox's chain. */
 			*(void **)ob->tail = ka_link_encode(NULL, ob->tail);
 			chain_to_slabs(ob->head);
@@ -477,11 +496,21 @@ static void drain_inbox(struct ka_tcache *tc, uintptr_t v)
 	}
 }
 
-/* The owner's drain, at its refills and flushes: no atomic unless posted to. */
+/* The owner's drain, at its refills and flushes: no atomic unless posted
+ * to. A post refused since the last drain raises the inbox's bound (the
+ * inbox may be empty: the first bound is 0). */
 static void drain_own(struct ka_tcache *tc)
 {
-	if (__atomic_load_n(&tc->inbox, __ATOMIC_RELAXED))
-		drain_inbox(tc, __atomic_exchange_n(&tc->inbox, 0, __ATOMIC_ACQUIRE));
+	if (KA_UNLIKELY(ka_load_relaxed(&tc->inbox_refused))) {
+		ka_store_relaxed(&tc->inbox_refused, 0);
+		uint32_t m = tc->inbox_max ? tc->inbox_max * 2 : (uint32_t)INBOX_MIN_BYTES;
+		ka_store_relaxed(&tc->inbox_max, m < INBOX_MAX_BYTES ? m : (uint32_t)INBOX_MAX_BYTES);
+		tc->inbox_used = true;
+	}
+	if (!__atomic_load_n(&tc->inbox, __ATOMIC_RELAXED))
+		return;
+	tc->inbox_used = true;
+	drain_inbox(tc, __atomic_exchange_n(&tc->inbox, 0, __ATOMIC_ACQUIRE));
 }
 
 /* ------------------------------------------------------------ life cycle */
@@ -563,8 +592,9 @@ void ka_tcache_thread_exit(void)
  * It runs with no kalloc lock held. A thread that stops calling kalloc does
  * not tick: what it keeps is bounded by its bins (KA_TCACHE_BYTES, 4 MiB;
  * 1.9 MiB unless some grew), page lists (512 KiB), outboxes (8 x 32 KiB)
- * and what others may post to its inbox (INBOX_MAX_BYTES, 4 MiB): 8.75 MiB
- * in all, plus the rest of the slabs its objects sit in.
+ * and what others may post to its inbox (its bound: 0 unless it drained
+ * after a refused post, INBOX_MAX_BYTES, 4 MiB, at most): 8.75 MiB in all,
+ * plus the rest of the slabs its objects sit in.
  */
 /*
  * The optional background thread (background_thread:1): it purges at the
@@ -636,6 +666,11 @@ static void housekeeping(void)
 		post_all(tc);
 		drain_own(tc);
 		bool gc = ++ticks % GC_TICKS == 0;
+		if (gc) {
+			if (!tc->inbox_used && tc->inbox_max > INBOX_MIN_BYTES)
+				ka_store_relaxed(&tc->inbox_max, tc->inbox_max / 2);
+			tc->inbox_used = false;
+		}
 		for (unsigned c = 1; c < KA_NR_CLASSES && (gc || epoch != seen_epoch); c++) {
 			if (epoch != seen_epoch)
 				flush(tc, c, 0);

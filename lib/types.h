@@ -339,6 +339,7 @@ struct ka_tcache {
 	struct ka_outbox out[KA_OUTBOXES];
 	size_t out_bytes;      /* in out[], for stats (read racily) */
 	size_t bin_bytes;      /* the sum of bins[].max * class size (tcache.c, grow) */
+	bool inbox_used;       /* drained since the last GC pass (tcache.c, inbox bound) */
 	struct ka_list node;   /* on the list of live thread caches */
 	uint32_t slot;         /* index in the slot table (id's low bits) */
 	/*
@@ -347,11 +348,17 @@ struct ka_tcache {
 	 *  - id: the cache's id, 0 once retired; every remote free reads it (on
 	 *    the bins' line, it missed whenever the owner used a small bin);
 	 *  - inbox: chains posted by other threads, pointer | bytes/64 << 48
-	 *    (KA_INBOX_BYTES), or KA_INBOX_CLOSED.
+	 *    (KA_INBOX_BYTES), or KA_INBOX_CLOSED;
+	 *  - inbox_max: the bytes a post keeps the inbox below: 0, or from
+	 *    KA_INBOX_MIN_BYTES to KA_INBOX_MAX_BYTES; only the owner writes it;
+	 *  - inbox_refused: set by a post the bound turned away, cleared by the
+	 *    owner's drain that grows the bound for it.
 	 */
 	uint32_t id __attribute__((aligned(64)));
+	uint32_t inbox_max;
 	uintptr_t inbox;
-	char inbox_pad[64 - 2 * sizeof(uintptr_t)];
+	uint32_t inbox_refused;
+	char inbox_pad[64 - sizeof(uintptr_t) - 3 * sizeof(uint32_t)];
 };
 #define KA_INBOX_CLOSED ((uintptr_t)1)
 
@@ -368,9 +375,11 @@ struct ka_tls {
 #define KA_TICK_BYTES ((int64_t)1 << 20)
 #define KA_INBOX_SHIFT 48
 /* The bytes an inbox word counts, in 64-byte units (each post rounds its
- * chain up), and the most a post may take it to (tcache.c says why). */
+ * chain up), and the bounds of what a post may take it to: a cache's first
+ * grown bound and the most it doubles to (tcache.c says why). */
 #define KA_INBOX_UNIT_SHIFT 6
 #define KA_INBOX_BYTES(v) (((v) >> KA_INBOX_SHIFT) << KA_INBOX_UNIT_SHIFT)
+#define KA_INBOX_MIN_BYTES ((size_t)64 << 10)
 #define KA_INBOX_MAX_BYTES ((size_t)4 << 20)
 
 /*

@@ -7,7 +7,10 @@
  *  - a thread that exits with objects in its outbox sends them on;
  *  - frees into the slabs of an owner that has exited adopt the slabs;
  *  - an owner that stops allocating while another thread frees into it
- *    keeps a bounded inbox;
+ *    keeps a bounded inbox: an empty one, as it never drained;
+ *  - an inbox's bound, 0 at first, grows at each drain that follows a
+ *    refused post (to KA_INBOX_MIN_BYTES, then doubling up to
+ *    KA_INBOX_MAX_BYTES), and halves back at GC passes without one;
  *  - fork while another thread has objects in its outbox.
  * Also run under TSan.
  */
@@ -204,10 +207,18 @@ static void *free_all(void *arg)
 static void exit_with_outbox(void)
 {
 	unsigned cls = ka_size_class[(200 + 7) >> 3];
-	nobjs = FEW; /* fewer than an outbox sends on its own */
+	/* This thread's inbox takes posts once it has drained after a refused
+	 * one: an outbox's worth freed by another thread, then a drain. */
+	nobjs = 64;
 	for (int i = 0; i < nobjs; i++)
 		objs[i] = kalloc_malloc(200);
 	pthread_t t;
+	pthread_create(&t, NULL, free_all, NULL);
+	pthread_join(t, NULL);
+	ka_tcache_flush_all();
+	nobjs = FEW; /* fewer than an outbox sends on its own */
+	for (int i = 0; i < nobjs; i++)
+		objs[i] = kalloc_malloc(200);
 	pthread_create(&t, NULL, free_all, NULL);
 	pthread_join(t, NULL);
 	/* The exiting thread sent them to this thread's inbox, and trim takes
@@ -309,15 +320,108 @@ static void idle_owner_test(void)
 	for (void *o = (void *)(v & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1)); o; o = ka_link_decode(*(void **)o, o))
 		queued += 1024;
 	size_t held = ka_tcache_held_bytes();
-	ok(queued > 0 && queued <= KA_INBOX_MAX_BYTES && held <= KA_INBOX_MAX_BYTES + ((size_t)2 << 20),
-	   "an owner that stops allocating: its inbox holds %zu KiB (at most %zu KiB) of the 16 MiB freed into it, "
-	   "caches hold %zu KiB",
-	   queued >> 10, KA_INBOX_MAX_BYTES >> 10, held >> 10);
+	ok(queued == 0 && held <= ((size_t)2 << 20),
+	   "an owner that stops allocating before it ever drained: its inbox holds %zu KiB of the 16 MiB freed "
+	   "into it, caches hold %zu KiB",
+	   queued >> 10, held >> 10);
 	pthread_mutex_lock(&idle_mu);
 	idle_stage = 2;
 	pthread_cond_broadcast(&idle_cv);
 	pthread_mutex_unlock(&idle_mu);
 	pthread_join(t, NULL);
+	validate_all();
+}
+
+/* ------------------------------------------------ the inbox's bound */
+/*
+ * An owner thread that runs one command at a time: allocate objs[] (BOUND_OBJS
+ * blocks of 1 KiB, more than the largest bound, with no housekeeping tick,
+ * whose GC pass would find the inbox undrained), drain (ka_tcache_flush_all:
+ * its inbox into its bins, the bins back to the slabs), or allocate and free
+ * 128 MiB of its own (at least 128 ticks: 16 GC passes) with nobody posting
+ * to it.
+ */
+#define BOUND_OBJS 6144
+enum { CMD_NONE, CMD_ALLOC, CMD_DRAIN, CMD_SPIN, CMD_EXIT };
+static pthread_mutex_t cmd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cmd_cv = PTHREAD_COND_INITIALIZER;
+static int cmd;
+static struct ka_tcache *cmd_tc;
+
+static void *cmd_owner(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&cmd_mu);
+	for (;;) {
+		while (cmd == CMD_NONE)
+			pthread_cond_wait(&cmd_cv, &cmd_mu);
+		if (cmd == CMD_ALLOC) {
+			ka_tls.tick = INT64_MAX;
+			for (int i = 0; i < BOUND_OBJS; i++)
+				objs[i] = kalloc_malloc(1024);
+			ka_tls.tick = KA_TICK_BYTES;
+			cmd_tc = ka_tc;
+		} else if (cmd == CMD_DRAIN) {
+			ka_tcache_flush_all();
+		} else if (cmd == CMD_SPIN) {
+			for (int i = 0; i < 131072; i++)
+				kalloc_free(kalloc_malloc(1024));
+		}
+		int done = cmd == CMD_EXIT;
+		cmd = CMD_NONE;
+		pthread_cond_broadcast(&cmd_cv);
+		if (done)
+			break;
+	}
+	pthread_mutex_unlock(&cmd_mu);
+	return NULL;
+}
+
+static void run_cmd(int c)
+{
+	pthread_mutex_lock(&cmd_mu);
+	cmd = c;
+	pthread_cond_broadcast(&cmd_cv);
+	while (cmd != CMD_NONE)
+		pthread_cond_wait(&cmd_cv, &cmd_mu);
+	pthread_mutex_unlock(&cmd_mu);
+}
+
+static void inbox_bound_test(void)
+{
+	pthread_t t;
+	pthread_create(&t, NULL, cmd_owner, NULL);
+	/* Each round sends the owner 6 MiB, past its bound, then lets it drain:
+	 * the refused posts raise the bound at that drain. */
+	size_t bound = 0, grew = 0, rounds = 0, over = 0;
+	while (rounds < 10) {
+		run_cmd(CMD_ALLOC);
+		for (int i = 0; i < BOUND_OBJS; i++)
+			kalloc_free(objs[i]);
+		uintptr_t v = __atomic_load_n(&cmd_tc->inbox, __ATOMIC_ACQUIRE);
+		over += KA_INBOX_BYTES(v) > bound;
+		run_cmd(CMD_DRAIN);
+		rounds++;
+		size_t want = !bound ? KA_INBOX_MIN_BYTES : bound * 2 < KA_INBOX_MAX_BYTES ? bound * 2 : KA_INBOX_MAX_BYTES;
+		size_t now = __atomic_load_n(&cmd_tc->inbox_max, __ATOMIC_RELAXED);
+		if (now != want)
+			break;
+		grew += now > bound;
+		bound = now;
+	}
+	ok(rounds == 10 && over == 0 && bound == KA_INBOX_MAX_BYTES && grew == 7,
+	   "an inbox's bound grows at each drain after a refused post, from 0 to %zu KiB, doubling to %zu KiB "
+	   "(%zu KiB after %zu of 10 rounds, %zu raises, %zu inboxes past their bound)",
+	   KA_INBOX_MIN_BYTES >> 10, KA_INBOX_MAX_BYTES >> 10, bound >> 10, rounds, grew, over);
+	/* Nothing posted while the owner allocates on: its GC passes halve the
+	 * bound back to the start. */
+	run_cmd(CMD_SPIN);
+	size_t now = __atomic_load_n(&cmd_tc->inbox_max, __ATOMIC_RELAXED);
+	ok(now == KA_INBOX_MIN_BYTES, "an inbox unused for 16 GC passes is back at its least grown bound (%zu KiB, want %zu)",
+	   now >> 10, KA_INBOX_MIN_BYTES >> 10);
+	run_cmd(CMD_EXIT);
+	pthread_join(t, NULL);
+	kalloc_malloc_trim(0);
 	validate_all();
 }
 
@@ -513,12 +617,13 @@ static void churn_test(void)
 int main(void)
 {
 	model_seed = test_seed();
-	plan(8);
+	plan(10);
 	kalloc_free(kalloc_malloc(1)); /* this thread's cache */
 	model_test();
 	exit_with_outbox();
 	free_into_exited_owner();
 	idle_owner_test();
+	inbox_bound_test();
 	fork_test();
 	churn_test();
 	close_during_post();
