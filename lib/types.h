@@ -359,13 +359,19 @@ struct ka_tcache {
  * A thread's own words, side by side in TLS so that the fast path finds
  * both with one address: its cache, and the countdown of bytes allocated
  * until its next housekeeping tick (tcache.c). Never in a shared structure:
- * every thread writes its own.
+ * every thread writes its own. Under prof:1 the countdown runs out at the
+ * nearer of the next tick and the next sample, and each clock has a slack
+ * past it (tcache.c), here for the slow allocations' inline count
+ * (tcache.h); s_slack is KA_S_UNARMED plus the slack until the thread's
+ * first count arms the clocks (negative, so that count goes slow).
  */
 struct ka_tls {
 	struct ka_tcache *tc;
 	int64_t tick;
+	int64_t s_slack, hk_slack;
 };
 #define KA_TICK_BYTES ((int64_t)1 << 20)
+#define KA_S_UNARMED (INT64_MIN / 2)
 #define KA_INBOX_SHIFT 48
 /* The bytes an inbox word counts, in 64-byte units (each post rounds its
  * chain up), and the most a post may take it to (tcache.c says why). */

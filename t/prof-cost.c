@@ -1,0 +1,82 @@
+/*
+ * t/prof-cost.c: what prof:1 must leave as prof:0 has it, and the state
+ * its cheap paths keep. The test runs its first part with prof off, then
+ * re-executes itself with KALLOC_CONF=prof:1,prof_sample:1 (options are
+ * read at start-up; at that rate every allocation is sampled):
+ *  - housekeeping ticks at the same pace: a thread's 64 KiB malloc/free
+ *    pairs tick as often under prof:1 as under prof:0 (a slow allocation's
+ *    bytes, counted for the sample clock, are not counted for housekeeping
+ *    a second time).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/internal.h"
+#include "../lib/kalloc.h"
+#include "../lib/tcache.h"
+#include "tap.h"
+
+#define PAIRS 400
+#define BIG (64 << 10)
+
+static char dir[] = "/tmp/kalloc-prof-cost-XXXXXX";
+
+/* Housekeeping passes of a fresh thread over PAIRS malloc/free pairs of BIG bytes. */
+static void *pairs(void *arg)
+{
+	uint32_t *ticks = arg;
+	/* A small malloc first: the thread's cache is live before the count starts. */
+	kalloc_free(kalloc_malloc(32));
+	uint32_t t0 = ka_tcache_ticks();
+	for (int i = 0; i < PAIRS; i++) {
+		char *p = kalloc_malloc(BIG);
+		p[0] = 1;
+		kalloc_free(p);
+	}
+	*ticks = ka_tcache_ticks() - t0;
+	return NULL;
+}
+
+static uint32_t pair_ticks(void)
+{
+	uint32_t ticks = 0;
+	pthread_t t;
+	pthread_create(&t, NULL, pairs, &ticks);
+	pthread_join(t, NULL);
+	return ticks;
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	if (!getenv("KALLOC_PROF_COST_DIR")) {
+		/* prof:0's pace, from a process of its own. */
+		if (ka_prof_on || !mkdtemp(dir))
+			plan_skip_all("prof on already, or no temporary directory");
+		char conf[256], ticks[32];
+		snprintf(ticks, sizeof ticks, "%u", pair_ticks());
+		snprintf(conf, sizeof conf, "prof:1,prof_sample:1,prof_file:%s/t.%%p.heap", dir);
+		setenv("KALLOC_CONF", conf, 1);
+		setenv("KALLOC_PROF_COST_DIR", dir, 1);
+		setenv("KALLOC_PROF_COST_TICKS", ticks, 1);
+		execv("/proc/self/exe", argv);
+		plan_skip_all("cannot re-execute");
+	}
+	snprintf(dir, sizeof dir, "%s", getenv("KALLOC_PROF_COST_DIR"));
+	ok(ka_prof_on, "prof:1 is on (KALLOC_CONF=%s)", getenv("KALLOC_CONF"));
+
+	unsigned t0 = (unsigned)atoi(getenv("KALLOC_PROF_COST_TICKS")), t1 = pair_ticks();
+	ok(t0 > 0 && t1 + 1 >= t0 && t1 <= t0 + 1,
+	   "%d malloc/free pairs of %d KiB tick as often under prof:1 as under prof:0 (%u, %u ticks)", PAIRS,
+	   BIG >> 10, t1, t0);
+
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		diag("could not remove %s", dir);
+	ka_prof_on = false; /* no exit dump into the removed directory */
+	return done_testing();
+}
