@@ -585,9 +585,10 @@ int64_t ka_prof_left(void); /* bytes to the next sample */
  * the block the program gets: a slab object is swapped for a page block. */
 void *ka_prof_sample(void *p, size_t n, const uintptr_t *site);
 /* A sampled block about to be freed (its flag already cleared). */
-void ka_prof_free(void *p);
+void ka_prof_free(void *p, size_t size); /* a sampled block of size bytes (its size now) */
 bool ka_prof_sampled(const void *p); /* p: a live block */
-void ka_prof_resize(void *p, size_t n); /* a sampled block resized in place to n bytes */
+/* A sampled page block (pg its head) resized in place from old to n bytes. */
+void ka_prof_resize(void *p, struct ka_page *pg, size_t old, size_t n);
 int ka_prof_dump(const char *path); /* kalloc_prof_dump */
 void ka_prof_prefork(void);
 void ka_prof_postfork(bool child);

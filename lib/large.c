@@ -252,13 +252,13 @@ static void unsample(void *p, struct ka_page *pg)
 {
 	if (pg && (pg->flags & KA_PGF_SAMPLED)) {
 		pg->flags &= (uint8_t)~KA_PGF_SAMPLED;
-		ka_prof_free(p);
+		ka_prof_free(p, pg->large.size);
 	}
 	struct ka_huge *h = pg ? NULL : huge_of(p);
 	/* The caller's live block: its flag is the caller's to read. */
 	if (h && (uintptr_t)p == h->base && ka_load_relaxed(&h->sampled)) {
 		ka_store_relaxed(&h->sampled, 0);
-		ka_prof_free(p);
+		ka_prof_free(p, h->size);
 	}
 }
 
@@ -311,9 +311,10 @@ void *ka_large_resize(void *p, size_t size, const char *func)
 			ka_buddy_shrink_pages(p, old, want);
 		else if (want > old && !ka_buddy_grow_pages(p, old, want))
 			return NULL;
+		size_t was = pg->large.size;
 		pg->large.size = size;
 		if (pg->flags & KA_PGF_SAMPLED)
-			ka_prof_resize(p, size);
+			ka_prof_resize(p, pg, was, size);
 		return p;
 	}
 	if (size <= KA_LARGE_MAX)

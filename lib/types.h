@@ -158,6 +158,10 @@ struct ka_page {
 		struct ka_slab slab;
 		struct {
 			size_t size; /* bytes the program asked for (rounded up) */
+			/* prof:1, KA_PGF_SAMPLED: the block's site (a struct
+			 * ka_stack), NULL if the table refused its sample; written
+			 * by the block's owner only (prof.c). */
+			void *prof;
 		} large;
 	};
 };

@@ -6,7 +6,10 @@
  *  - housekeeping ticks at the same pace: a thread's 64 KiB malloc/free
  *    pairs tick as often under prof:1 as under prof:0 (a slow allocation's
  *    bytes, counted for the sample clock, are not counted for housekeeping
- *    a second time).
+ *    a second time);
+ *  - a sampled block resized in place within its pages (no lock taken)
+ *    and past them (a new line) shows its exact size in the profile at
+ *    every step, and none once freed.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -49,6 +52,45 @@ static uint32_t pair_ticks(void)
 	return ticks;
 }
 
+/* The profile's in-use count and bytes (its header), or -1 in n. */
+static void in_use(long long *n, long long *bytes)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/now.heap", dir);
+	*n = -1;
+	*bytes = -1;
+	if (kalloc_prof_dump(path) != 0)
+		return;
+	FILE *f = fopen(path, "r");
+	if (f && fscanf(f, "heap profile: %lld: %lld [", n, bytes) != 2)
+		*n = -1;
+	if (f)
+		fclose(f);
+}
+
+static void resize_in_place(void)
+{
+	long long n, b;
+	char *p = kalloc_malloc(100000); /* 25 pages */
+	in_use(&n, &b);
+	ok(n == 1 && b == 100000, "a sampled 100000 B block: in use 1, %lld B", b);
+	char *q = kalloc_realloc(p, 101000);
+	in_use(&n, &b);
+	ok(q == p && n == 1 && b == 101000, "grown in place within its pages: in use %lld, %lld B", n, b);
+	q = kalloc_realloc(q, 99000);
+	in_use(&n, &b);
+	ok(q == p && n == 1 && b == 99000, "shrunk in place within its pages: in use %lld, %lld B", n, b);
+	char *r = kalloc_realloc(q, 120000); /* 30 pages: another line */
+	in_use(&n, &b);
+	ok(r == p && n == 1 && b == 120000, "grown in place past its pages: in use %lld, %lld B", n, b);
+	r = kalloc_realloc(r, 121000);
+	in_use(&n, &b);
+	ok(r == p && n == 1 && b == 121000, "then within its new pages: in use %lld, %lld B", n, b);
+	kalloc_free(r);
+	in_use(&n, &b);
+	ok(n == 0 && b == 0, "freed: in use %lld, %lld B", n, b);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -72,6 +114,8 @@ int main(int argc, char **argv)
 	ok(t0 > 0 && t1 + 1 >= t0 && t1 <= t0 + 1,
 	   "%d malloc/free pairs of %d KiB tick as often under prof:1 as under prof:0 (%u, %u ticks)", PAIRS,
 	   BIG >> 10, t1, t0);
+
+	resize_in_place();
 
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
