@@ -596,6 +596,7 @@ void ka_prof_postfork(bool child);
 /* -------------------------------------------------------------------- large.c */
 /* size > KA_SMALL_MAX, or any size with align > KA_SMALL_ALIGN_MAX. NULL if refused. */
 void *ka_large_alloc(size_t size, size_t align, bool zero);
+void *ka_large_alloc_sampled(size_t size); /* the page block of a sampled small object (prof.c) */
 void ka_large_free(void *p, const char *func);
 size_t ka_large_usable(void *p, const char *func);
 /* Resize in place (or by mremap); NULL if it cannot (a sampled huge mapping: it
@@ -621,6 +622,10 @@ void ka_large_postfork(bool child);
  */
 void *ka_pcp_alloc(size_t npages, bool *zero);
 bool ka_pcp_free(struct ka_page *pg);
+/* The block of a sampled small object (large.c, ka_large_alloc_sampled):
+ * take the one kept for npages, NULL if none; keep pg, false if one is kept. */
+void *ka_pcp_take_kept(size_t npages, bool *zero);
+bool ka_pcp_keep(struct ka_page *pg);
 void ka_pcp_drain(void);       /* the calling thread's lists, all back to the buddy (trim) */
 void ka_pcp_tick(void);        /* the same if they were idle since the last tick (tcache.c) */
 void ka_pcp_thread_exit(void); /* drain and run without lists from now on */

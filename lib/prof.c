@@ -180,12 +180,10 @@ static void *mark_sampled(void *p, size_t n)
 		pg->flags |= KA_PGF_SAMPLED;
 		return p;
 	}
-	/* A large block of its pages (the thread's page lists first: no lock). */
-	void *q = ka_large_alloc(n ? n : 1, KA_PAGE_SIZE, false);
+	void *q = ka_large_alloc_sampled(n);
 	if (!q)
 		return NULL;
 	struct ka_page *pg = ka_map_page(q);
-	pg->large.size = n; /* what the table records, and its free takes off */
 	pg->large.prof = NULL;
 	pg->flags |= KA_PGF_SAMPLED;
 	if (!ka_tcache_free(p))

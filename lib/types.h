@@ -233,6 +233,7 @@ struct ka_free_area {
 #define KA_PCP_MAX_PAGES 16
 #define KA_PCP_THREAD_BYTES ((size_t)512 << 10)
 #define KA_PCP_BUDGET ((size_t)4 << 20)
+#define KA_PCP_KEPT 4 /* sizes of page blocks kept for samples: 1..KA_SMALL_MAX bytes */
 
 struct ka_pcp {
 	/* lists[n - 1]: blocks of n pages, linked through their head
@@ -241,6 +242,11 @@ struct ka_pcp {
 	struct ka_list lists[KA_PCP_MAX_PAGES];
 	uint32_t count[KA_PCP_MAX_PAGES];
 	size_t bytes;        /* in all lists; written by the owner only, relaxed */
+	/* kept[n - 1]: NULL or one block of n pages kept for the thread's next
+	 * sampled small object of n pages (prof:1, pcp.c says why), KA_PG_PCP
+	 * as the lists' blocks, but outside lists, bytes and high. */
+	struct ka_page *kept[KA_PCP_KEPT];
+	size_t kept_bytes;   /* in kept[]; written by the owner only, relaxed */
 	bool busy;           /* allocated from or freed to since the last tick */
 	struct ka_list node; /* on pcp.c's list of live page lists, or its spares */
 };
@@ -404,6 +410,8 @@ _Static_assert(KA_CHUNK_SHIFT + KA_MAP_ROOT_BITS + KA_MAP_LEAF_BITS == KA_ADDR_B
 	       "the map covers the user address space");
 _Static_assert((KA_LARGE_MAX >> KA_PAGE_SHIFT) <= KA_CHUNK_PAGES, "large blocks fit a chunk");
 _Static_assert(KA_SMALL_MAX < KA_LARGE_MAX, "large starts above small");
+_Static_assert(KA_PCP_KEPT * KA_PAGE_SIZE == KA_SMALL_MAX && KA_PCP_KEPT <= KA_PCP_MAX_PAGES,
+	       "a kept page block per page count of a small object");
 _Static_assert((KA_PCP_MAX_PAGES << KA_PAGE_SHIFT) <= KA_LARGE_MAX, "page lists hold buddy blocks");
 _Static_assert(KA_PCP_THREAD_BYTES <= KA_PCP_BUDGET, "one thread's cap fits the budget");
 

@@ -9,7 +9,11 @@
  *    a second time);
  *  - a sampled block resized in place within its pages (no lock taken)
  *    and past them (a new line) shows its exact size in the profile at
- *    every step, and none once freed.
+ *    every step, and none once freed;
+ *  - the page blocks of sampled small objects do not pile up in the page
+ *    lists: of many freed at once, the lists keep one per size; what they
+ *    keep goes back at thread exit and at trim, and the next sample takes
+ *    the one kept.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +28,7 @@
 
 #define PAIRS 400
 #define BIG (64 << 10)
+#define SMALLS 100
 
 static char dir[] = "/tmp/kalloc-prof-cost-XXXXXX";
 
@@ -91,6 +96,34 @@ static void resize_in_place(void)
 	ok(n == 0 && b == 0, "freed: in use %lld, %lld B", n, b);
 }
 
+/* Many sampled small objects freed at once: the page lists keep one block
+ * (the first freed: *first). */
+static size_t smalls_held(void **first)
+{
+	static void *s[SMALLS];
+	for (int i = 0; i < SMALLS; i++)
+		s[i] = kalloc_malloc(100);
+	for (int i = 0; i < SMALLS; i++)
+		kalloc_free(s[i]);
+	*first = s[0];
+	return ka_pcp_held_bytes();
+}
+
+static size_t held_in_thread;
+static void *kept_in_thread;
+
+static void *smalls_thread(void *arg)
+{
+	(void)arg;
+	void *first;
+	held_in_thread = smalls_held(&first);
+	/* The last one freed before the exit is kept (an idle tick may have
+	 * given back the first already). */
+	kept_in_thread = kalloc_malloc(100);
+	kalloc_free(kept_in_thread);
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -116,6 +149,29 @@ int main(int argc, char **argv)
 	   BIG >> 10, t1, t0);
 
 	resize_in_place();
+
+	pthread_t t;
+	pthread_create(&t, NULL, smalls_thread, NULL);
+	pthread_join(t, NULL);
+	ok(held_in_thread <= KA_PAGE_SIZE,
+	   "%d sampled small objects freed at once: the page lists keep %zu B of their blocks (one page at most)",
+	   SMALLS, held_in_thread);
+	ok(ka_pcp_held_bytes() == 0 && ka_buddy_free_order(kept_in_thread) >= 0,
+	   "the thread's exit gave back the page it kept (%zu B held, its order in the buddy %d)",
+	   ka_pcp_held_bytes(), ka_buddy_free_order(kept_in_thread));
+
+	void *first;
+	size_t held = smalls_held(&first);
+	struct ka_buddy_stats b0, b1;
+	ka_buddy_stats(&b0);
+	void *p = kalloc_malloc(100);
+	ka_buddy_stats(&b1);
+	ok(held == KA_PAGE_SIZE && ka_pcp_held_bytes() == 0 && b1.free_pages == b0.free_pages,
+	   "the next sampled small object takes the page kept (%zu B kept, %zu B after, buddy free pages %zu -> %zu)",
+	   held, ka_pcp_held_bytes(), (size_t)b0.free_pages, (size_t)b1.free_pages);
+	kalloc_free(p);
+	kalloc_malloc_trim(0);
+	ok(ka_pcp_held_bytes() == 0, "trim gives back the page kept (%zu B held)", ka_pcp_held_bytes());
 
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
