@@ -275,6 +275,9 @@ void ka_buddy_free(void *addr, unsigned order);
  * to the free lists, never touched.
  */
 void *ka_buddy_alloc_pages(size_t npages, size_t align_pages, unsigned kind, bool *zero);
+/* The same for a KA_PG_LARGE block of at most KA_SMALL_MAX bytes, placed among
+ * the slabs (prof.c's sampled small objects: not among the large blocks). */
+void *ka_buddy_alloc_pages_small(size_t npages, bool *zero);
 void ka_buddy_free_pages(void *addr, size_t npages);
 /* n blocks of npages pages (align 1) under one lock: how many were got; zero[i] as *zero. */
 unsigned ka_buddy_alloc_pages_batch(size_t npages, unsigned kind, void **out, bool *zero, unsigned n);

@@ -13,7 +13,7 @@
  *  - the page blocks of sampled small objects do not pile up in the page
  *    lists: of many freed at once, the lists keep one per size; what they
  *    keep goes back at thread exit and at trim, and the next sample takes
- *    the one kept.
+ *    the one kept; one from the buddy lies among the slabs.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -169,6 +169,13 @@ int main(int argc, char **argv)
 	ok(held == KA_PAGE_SIZE && ka_pcp_held_bytes() == 0 && b1.free_pages == b0.free_pages,
 	   "the next sampled small object takes the page kept (%zu B kept, %zu B after, buddy free pages %zu -> %zu)",
 	   held, ka_pcp_held_bytes(), (size_t)b0.free_pages, (size_t)b1.free_pages);
+	/* Taken from the buddy (none kept now): among the slabs. */
+	void *q = kalloc_malloc(100);
+	struct ka_page *pg = ka_map_page(q);
+	ok(pg && pg->kind == KA_PG_LARGE && ka_page_chunk(pg)->type == KA_MT_SLAB,
+	   "a sampled small object's page block from the buddy lies among the slabs (chunk type %d)",
+	   pg ? (int)ka_page_chunk(pg)->type : -1);
+	kalloc_free(q);
 	kalloc_free(p);
 	kalloc_malloc_trim(0);
 	ok(ka_pcp_held_bytes() == 0, "trim gives back the page kept (%zu B held)", ka_pcp_held_bytes());
