@@ -694,9 +694,9 @@ unsigned ka_buddy_alloc_pages_batch(size_t npages, unsigned kind, void **out, bo
 {
 	if (!pages_args_ok(npages, 1))
 		return 0;
-	unsigned got = 0;
+	unsigned got = 0, t = type_of(kind, npages);
 	ka_lock(&zone.lock);
-	while (got < n && (out[got] = alloc_pages_locked(npages, 1, kind, type_of(kind, npages), &zero[got])))
+	while (got < n && (out[got] = alloc_pages_locked(npages, 1, kind, t, &zero[got])))
 		got++;
 	unlock_maybe_purge();
 	return got;

@@ -722,25 +722,28 @@ void *ka_tcache_count_slow(void *p, size_t n, const uintptr_t *site)
 	return p;
 }
 
+/* ka_tcache_charge under prof:1 (out of line: prof:0's path is as it was). */
+static KA_NOINLINE void charge_prof(int64_t b)
+{
+	if (b <= ka_tls.hk_slack) {
+		ka_tls.hk_slack -= b;
+		return;
+	}
+	b -= ka_tls.hk_slack;
+	ka_tls.hk_slack = 0;
+	ka_tls.s_slack += b;
+	/* Never a sample: the countdown is at most the sample clock's deadline. */
+	if ((ka_tls.tick -= b) < 0)
+		settle();
+}
+
 void ka_tcache_charge(size_t bytes)
 {
 	int64_t b = (int64_t)(bytes < KA_TICK_BYTES ? bytes : KA_TICK_BYTES);
-	if (KA_UNLIKELY(ka_prof_on)) {
-		if (b <= ka_tls.hk_slack) {
-			ka_tls.hk_slack -= b;
-			return;
-		}
-		b -= ka_tls.hk_slack;
-		ka_tls.hk_slack = 0;
-		ka_tls.s_slack += b;
-	}
-	/* Never a sample: the countdown is at most the sample clock's deadline. */
-	if ((ka_tls.tick -= b) < 0) {
-		if (KA_UNLIKELY(ka_prof_on))
-			settle();
-		else
-			tick();
-	}
+	if (KA_UNLIKELY(ka_prof_on))
+		charge_prof(b);
+	else if ((ka_tls.tick -= b) < 0)
+		tick();
 }
 
 void *ka_tcache_malloc_slow(size_t n)
