@@ -635,10 +635,10 @@ static bool pages_args_ok(size_t npages, size_t align)
 	return npages && npages <= KA_CHUNK_PAGES && !(align & (align - 1)) && align <= npages * 2;
 }
 
-/* ka_buddy_alloc_pages with zone.lock held (dropped and taken again to grow). */
-static void *alloc_pages_locked(size_t npages, size_t align, unsigned kind, bool *zero)
+/* ka_buddy_alloc_pages with zone.lock held (dropped and taken again to grow), from type t. */
+static void *alloc_pages_locked(size_t npages, size_t align, unsigned kind, unsigned t, bool *zero)
 {
-	unsigned order = order_for(npages), t = type_of(kind, npages);
+	unsigned order = order_for(npages);
 	zone_ready();
 	bool clean = false;
 	/* A block of exactly npages, else a run that fits, else a split. */
@@ -675,7 +675,17 @@ void *ka_buddy_alloc_pages(size_t npages, size_t align, unsigned kind, bool *zer
 	if (!pages_args_ok(npages, align))
 		return NULL;
 	ka_lock(&zone.lock);
-	void *addr = alloc_pages_locked(npages, align, kind, zero);
+	void *addr = alloc_pages_locked(npages, align, kind, type_of(kind, npages), zero);
+	unlock_maybe_purge();
+	return addr;
+}
+
+void *ka_buddy_alloc_pages_small(size_t npages, bool *zero)
+{
+	if (!pages_args_ok(npages, 1) || npages > KA_SMALL_MAX / KA_PAGE_SIZE)
+		return NULL;
+	ka_lock(&zone.lock);
+	void *addr = alloc_pages_locked(npages, 1, KA_PG_LARGE, KA_MT_SLAB, zero);
 	unlock_maybe_purge();
 	return addr;
 }
@@ -684,9 +694,9 @@ unsigned ka_buddy_alloc_pages_batch(size_t npages, unsigned kind, void **out, bo
 {
 	if (!pages_args_ok(npages, 1))
 		return 0;
-	unsigned got = 0;
+	unsigned got = 0, t = type_of(kind, npages);
 	ka_lock(&zone.lock);
-	while (got < n && (out[got] = alloc_pages_locked(npages, 1, kind, &zero[got])))
+	while (got < n && (out[got] = alloc_pages_locked(npages, 1, kind, t, &zero[got])))
 		got++;
 	unlock_maybe_purge();
 	return got;

@@ -275,6 +275,9 @@ void ka_buddy_free(void *addr, unsigned order);
  * to the free lists, never touched.
  */
 void *ka_buddy_alloc_pages(size_t npages, size_t align_pages, unsigned kind, bool *zero);
+/* The same for a KA_PG_LARGE block of at most KA_SMALL_MAX bytes, placed among
+ * the slabs (prof.c's sampled small objects: not among the large blocks). */
+void *ka_buddy_alloc_pages_small(size_t npages, bool *zero);
 void ka_buddy_free_pages(void *addr, size_t npages);
 /* n blocks of npages pages (align 1) under one lock: how many were got; zero[i] as *zero. */
 unsigned ka_buddy_alloc_pages_batch(size_t npages, unsigned kind, void **out, bool *zero, unsigned n);
@@ -585,9 +588,10 @@ int64_t ka_prof_left(void); /* bytes to the next sample */
  * the block the program gets: a slab object is swapped for a page block. */
 void *ka_prof_sample(void *p, size_t n, const uintptr_t *site);
 /* A sampled block about to be freed (its flag already cleared). */
-void ka_prof_free(void *p);
+void ka_prof_free(void *p, size_t size); /* a sampled block of size bytes (its size now) */
 bool ka_prof_sampled(const void *p); /* p: a live block */
-void ka_prof_resize(void *p, size_t n); /* a sampled block resized in place to n bytes */
+/* A sampled page block (pg its head) resized in place from old to n bytes. */
+void ka_prof_resize(void *p, struct ka_page *pg, size_t old, size_t n);
 int ka_prof_dump(const char *path); /* kalloc_prof_dump */
 void ka_prof_prefork(void);
 void ka_prof_postfork(bool child);
@@ -595,6 +599,7 @@ void ka_prof_postfork(bool child);
 /* -------------------------------------------------------------------- large.c */
 /* size > KA_SMALL_MAX, or any size with align > KA_SMALL_ALIGN_MAX. NULL if refused. */
 void *ka_large_alloc(size_t size, size_t align, bool zero);
+void *ka_large_alloc_sampled(size_t size); /* the page block of a sampled small object (prof.c) */
 void ka_large_free(void *p, const char *func);
 size_t ka_large_usable(void *p, const char *func);
 /* Resize in place (or by mremap); NULL if it cannot (a sampled huge mapping: it
@@ -620,6 +625,10 @@ void ka_large_postfork(bool child);
  */
 void *ka_pcp_alloc(size_t npages, bool *zero);
 bool ka_pcp_free(struct ka_page *pg);
+/* The block of a sampled small object (large.c, ka_large_alloc_sampled):
+ * take the one kept for npages, NULL if none; keep pg, false if one is kept. */
+void *ka_pcp_take_kept(size_t npages, bool *zero);
+bool ka_pcp_keep(struct ka_page *pg);
 void ka_pcp_drain(void);       /* the calling thread's lists, all back to the buddy (trim) */
 void ka_pcp_tick(void);        /* the same if they were idle since the last tick (tcache.c) */
 void ka_pcp_thread_exit(void); /* drain and run without lists from now on */

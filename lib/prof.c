@@ -27,10 +27,12 @@
  *  - large.c's free clears the flag and calls ka_prof_free before the
  *    block goes back, so that an address is never in the table twice;
  *  - realloc of a sampled large block keeps it sampled: resized in place
- *    (large.c; a huge mapping is copied instead), its record moves to its new size's line (ka_prof_resize),
- *    so a block that grows where it is neither drops out of the profile
- *    nor is copied at each step (strbuild copied twice the bytes when a
- *    sampled block always moved); moved, the old one is freed and the new
+ *    (large.c; a huge mapping is copied instead), its bytes follow (without
+ *    a lock while its pages stay as many, ka_prof_resize) and its record
+ *    moves to its new size's line when they do, so a block that grows
+ *    where it is neither drops out of the profile nor is copied at each
+ *    step (strbuild copied twice the bytes when a sampled block always
+ *    moved); moved, the old one is freed and the new
  *    one sampled or not on its own count. A sampled small block (a page
  *    block) moves when it shrinks or grows past its pages, as realloc of
  *    a small size from a page block always does.
@@ -63,7 +65,9 @@ bool ka_prof_on;
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct ka_blocks blocks; /* rec: the site */
+/* rec: the site; size: as sampled, or at the last change of line (a page
+ * block's size now is its descriptor's, large.size, which frees pass in) */
+static struct ka_blocks blocks;
 static struct ka_stacks sites;
 static uint64_t inuse_est;  /* prof_step: unbiased estimate of the sampled blocks' bytes */
 static uint64_t high_water; /* of inuse_est at the last prof_step dump */
@@ -116,10 +120,19 @@ static uint64_t weight(size_t n)
 	return x > 40 ? n : (uint64_t)((double)n / (1 - exp_neg(x)) + 0.5);
 }
 
+/* Seeds drawn so far, mixed into each: a joined thread's successor often has
+ * its TLS at the same address, and seeded from the address alone it drew
+ * the same intervals, so that short-lived threads were sampled all or none
+ * (bench/wl/shortthreads: 0 or 500 samples in 2000 threads, never ~200). A
+ * fork child starts its own sequence, from its pid. */
+static uint64_t seeds;
+
 static uint64_t next_random(void)
 {
-	if (KA_UNLIKELY(!rng))
-		rng = ka_mix(ka_secret ^ (uintptr_t)__builtin_thread_pointer()) | 1;
+	if (KA_UNLIKELY(!rng)) {
+		uint64_t n = __atomic_add_fetch(&seeds, 1, __ATOMIC_RELAXED);
+		rng = ka_mix(ka_secret ^ (uintptr_t)__builtin_thread_pointer() ^ ka_mix(n)) | 1;
+	}
 	/* xorshift64* */
 	rng ^= rng >> 12;
 	rng ^= rng << 25;
@@ -171,20 +184,31 @@ static void *mark_sampled(void *p, size_t n)
 		return p;
 	}
 	if (!ka_load_relaxed(ka_map_tag(e, a))) {
-		ka_map_page(p)->flags |= KA_PGF_SAMPLED;
+		struct ka_page *pg = ka_map_page(p);
+		pg->large.prof = NULL;
+		pg->flags |= KA_PGF_SAMPLED;
 		return p;
 	}
-	/* A large block of its pages (the thread's page lists first: no lock). */
-	void *q = ka_large_alloc(n ? n : 1, KA_PAGE_SIZE, false);
+	void *q = ka_large_alloc_sampled(n);
 	if (!q)
 		return NULL;
-	ka_map_page(q)->flags |= KA_PGF_SAMPLED;
+	struct ka_page *pg = ka_map_page(q);
+	pg->large.prof = NULL;
+	pg->flags |= KA_PGF_SAMPLED;
 	if (!ka_tcache_free(p))
 		ka_tcache_free_slow(p, "malloc()");
 	return q;
 }
 
 static void dump_step(unsigned seq);
+
+/* A site's live bytes: added to under prof_lock, and by resizes without it
+ * (ka_prof_resize), so always atomically; size_t arithmetic, so a drop is
+ * the negated count. */
+static void add_bytes(struct ka_stack *st, size_t n)
+{
+	__atomic_fetch_add(&st->live_bytes, n, __ATOMIC_RELAXED);
+}
 
 void *ka_prof_sample(void *p, size_t n, const uintptr_t *site)
 {
@@ -210,8 +234,10 @@ void *ka_prof_sample(void *p, size_t n, const uintptr_t *site)
 	pthread_mutex_lock(&prof_lock);
 	struct ka_stack *st = ka_stack_get(&sites, frames, depth);
 	if (st && ka_blocks_add(&blocks, (uintptr_t)q, n, st)) {
+		if (!(ka_map_entry((uintptr_t)q) & KA_MAP_HUGE))
+			ka_map_page(q)->large.prof = st;
 		st->live_n++;
-		st->live_bytes += n;
+		add_bytes(st, n);
 		st->total_n++;
 		st->total_bytes += n;
 		uint64_t by = ka_opt.prof_step << 20;
@@ -234,44 +260,68 @@ out:
 	return q;
 }
 
-void ka_prof_free(void *p)
+void ka_prof_free(void *p, size_t size)
 {
 	struct ka_block b;
 	pthread_mutex_lock(&prof_lock);
 	if (ka_blocks_remove(&blocks, (uintptr_t)p, &b)) {
 		struct ka_stack *st = b.rec;
 		st->live_n--;
-		st->live_bytes -= b.size;
+		add_bytes(st, -size);
 		if (ka_opt.prof_step)
-			inuse_est -= weight(b.size);
+			inuse_est -= weight(size);
 	}
 	pthread_mutex_unlock(&prof_lock);
 }
 
-void ka_prof_resize(void *p, size_t n)
+/*
+ * Within its line (the same pages: size_class) a resize changes only the
+ * site's live bytes, so it takes no lock and no lookup: the site is in the
+ * block's head descriptor, and the add is atomic against other blocks of
+ * the site and the locked changes (strbuild resizes its sampled strings
+ * 275,000 times in quick mode, at 140 instructions each under the lock).
+ * Another line, or prof_step's estimate, takes the lock.
+ */
+static KA_NOINLINE void resize_locked(void *p, struct ka_page *pg, struct ka_stack *st, uintptr_t cls,
+				      size_t old, size_t n)
 {
 	pthread_mutex_lock(&prof_lock);
 	struct ka_block *b = ka_blocks_find(&blocks, (uintptr_t)p);
-	struct ka_stack *st = b ? b->rec : NULL, *to = st;
-	if (st && size_class(n) != st->frame[0]) {
+	struct ka_stack *to = NULL;
+	if (b && cls != st->frame[0]) {
 		/* Another size class: the same stack's line for it (the old line
 		 * keeps the block if metadata is refused). */
 		uintptr_t frames[KA_STACK_DEPTH];
 		memcpy(frames, st->frame, st->depth * sizeof *frames);
-		frames[0] = size_class(n);
+		frames[0] = cls;
 		to = ka_stack_get(&sites, frames, st->depth);
 	}
-	if (to) {
+	if (!to)
+		to = st;
+	if (b) {
 		st->live_n--;
-		st->live_bytes -= b->size;
+		add_bytes(st, -old);
 		to->live_n++;
-		to->live_bytes += n;
+		add_bytes(to, n);
 		if (ka_opt.prof_step)
-			inuse_est = inuse_est - weight(b->size) + weight(n);
+			inuse_est = inuse_est - weight(old) + weight(n);
 		b->rec = to;
 		b->size = n;
+		pg->large.prof = to;
 	}
 	pthread_mutex_unlock(&prof_lock);
+}
+
+void ka_prof_resize(void *p, struct ka_page *pg, size_t old, size_t n)
+{
+	struct ka_stack *st = pg->large.prof;
+	if (!st)
+		return; /* its sample was dropped */
+	uintptr_t cls = size_class(n);
+	if (cls == st->frame[0] && !ka_opt.prof_step)
+		add_bytes(st, n - old);
+	else
+		resize_locked(p, pg, st, cls, old, n);
 }
 
 bool ka_prof_sampled(const void *p)
@@ -399,7 +449,8 @@ static int dump_locked(const char *path)
 	}
 	n = 0;
 	for (const struct ka_stack *st = sites.all; st; st = st->all)
-		scratch[n++] = (struct line){st, st->live_n, st->live_bytes, st->total_n, st->total_bytes};
+		scratch[n++] = (struct line){st, st->live_n, __atomic_load_n(&st->live_bytes, __ATOMIC_RELAXED),
+					     st->total_n, st->total_bytes};
 	pthread_mutex_unlock(&prof_lock);
 
 	int fd = ka_path_open(path, O_TRUNC);
@@ -507,6 +558,10 @@ void ka_prof_prefork(void)
 
 void ka_prof_postfork(bool child)
 {
+	if (child) {
+		seeds = (uint64_t)getpid() << 32;
+		rng = 0; /* the parent's thread goes on with the same draws */
+	}
 	ka_postfork_unlock(&prof_lock, child);
 	ka_postfork_unlock(&dump_lock, child);
 }

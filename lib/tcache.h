@@ -36,8 +36,27 @@ void *ka_tcache_malloc_slow(size_t n);
  * settle); returns the block the program gets. */
 __attribute__((returns_nonnull)) void *ka_tcache_tick_after(void *p, size_t n);
 /* prof:1: a slow-path allocation of n bytes (p, NULL if it failed) from
- * site (api.c, KA_SITE); returns the block the program gets. */
-void *ka_tcache_count(void *p, size_t n, const uintptr_t *site);
+ * site (api.c, KA_SITE); returns the block the program gets. The bytes
+ * come off the sample clock's slack, and what exceeds it off the
+ * countdown (tcache.c); inline unless that runs out or the clocks are not
+ * armed yet. */
+void *ka_tcache_count_slow(void *p, size_t n, const uintptr_t *site);
+KA_INLINE void *ka_tcache_count(void *p, size_t n, const uintptr_t *site)
+{
+	int64_t b = (int64_t)n;
+	if (KA_LIKELY(p != NULL && ka_tls.s_slack >= 0)) {
+		if (KA_LIKELY(b <= ka_tls.s_slack)) {
+			ka_tls.s_slack -= b;
+			return p;
+		}
+		b -= ka_tls.s_slack;
+		ka_tls.s_slack = 0;
+		ka_tls.hk_slack += b;
+		if ((ka_tls.tick -= b) >= 0)
+			return p;
+	}
+	return ka_tcache_count_slow(p, n, site);
+}
 /* Count `bytes` of slow-path work down, ticking when due; call with no lock held. */
 void ka_tcache_charge(size_t bytes);
 /* What a slow free of a large block (or any, in a debug mode) counts: a
@@ -130,6 +149,7 @@ void ka_tcache_validate(void);    /* the calling thread's bins, outboxes and inb
 extern void (*ka_tcache_post_hook)(struct ka_tcache *to);
 void ka_tcache_thread_exit(void); /* flush, and run cacheless from now on */
 size_t ka_tcache_held_bytes(void); /* in all threads' caches, approximate */
+uint32_t ka_tcache_ticks(void);    /* housekeeping passes of the calling thread with a live cache (tests) */
 void ka_tcache_prefork(void);
 void ka_tcache_postfork(bool child);
 void ka_tcache_init(void);

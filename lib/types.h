@@ -158,6 +158,10 @@ struct ka_page {
 		struct ka_slab slab;
 		struct {
 			size_t size; /* bytes the program asked for (rounded up) */
+			/* prof:1, KA_PGF_SAMPLED: the block's site (a struct
+			 * ka_stack), NULL if the table refused its sample; written
+			 * by the block's owner only (prof.c). */
+			void *prof;
 		} large;
 	};
 };
@@ -229,6 +233,7 @@ struct ka_free_area {
 #define KA_PCP_MAX_PAGES 16
 #define KA_PCP_THREAD_BYTES ((size_t)512 << 10)
 #define KA_PCP_BUDGET ((size_t)4 << 20)
+#define KA_PCP_KEPT 4 /* sizes of page blocks kept for samples: 1..KA_SMALL_MAX bytes */
 
 struct ka_pcp {
 	/* lists[n - 1]: blocks of n pages, linked through their head
@@ -237,6 +242,11 @@ struct ka_pcp {
 	struct ka_list lists[KA_PCP_MAX_PAGES];
 	uint32_t count[KA_PCP_MAX_PAGES];
 	size_t bytes;        /* in all lists; written by the owner only, relaxed */
+	/* kept[n - 1]: NULL or one block of n pages kept for the thread's next
+	 * sampled small object of n pages (prof:1, pcp.c says why), KA_PG_PCP
+	 * as the lists' blocks, but outside lists, bytes and high. */
+	struct ka_page *kept[KA_PCP_KEPT];
+	size_t kept_bytes;   /* in kept[]; written by the owner only, relaxed */
 	bool busy;           /* allocated from or freed to since the last tick */
 	struct ka_list node; /* on pcp.c's list of live page lists, or its spares */
 };
@@ -366,13 +376,19 @@ struct ka_tcache {
  * A thread's own words, side by side in TLS so that the fast path finds
  * both with one address: its cache, and the countdown of bytes allocated
  * until its next housekeeping tick (tcache.c). Never in a shared structure:
- * every thread writes its own.
+ * every thread writes its own. Under prof:1 the countdown runs out at the
+ * nearer of the next tick and the next sample, and each clock has a slack
+ * past it (tcache.c), here for the slow allocations' inline count
+ * (tcache.h); s_slack is KA_S_UNARMED plus the slack until the thread's
+ * first count arms the clocks (negative, so that count goes slow).
  */
 struct ka_tls {
 	struct ka_tcache *tc;
 	int64_t tick;
+	int64_t s_slack, hk_slack;
 };
 #define KA_TICK_BYTES ((int64_t)1 << 20)
+#define KA_S_UNARMED (INT64_MIN / 2)
 #define KA_INBOX_SHIFT 48
 /* The bytes an inbox word counts, in 64-byte units (each post rounds its
  * chain up), and the bounds of what a post may take it to: a cache's first
@@ -403,6 +419,8 @@ _Static_assert(KA_CHUNK_SHIFT + KA_MAP_ROOT_BITS + KA_MAP_LEAF_BITS == KA_ADDR_B
 	       "the map covers the user address space");
 _Static_assert((KA_LARGE_MAX >> KA_PAGE_SHIFT) <= KA_CHUNK_PAGES, "large blocks fit a chunk");
 _Static_assert(KA_SMALL_MAX < KA_LARGE_MAX, "large starts above small");
+_Static_assert(KA_PCP_KEPT * KA_PAGE_SIZE == KA_SMALL_MAX && KA_PCP_KEPT <= KA_PCP_MAX_PAGES,
+	       "a kept page block per page count of a small object");
 _Static_assert((KA_PCP_MAX_PAGES << KA_PAGE_SHIFT) <= KA_LARGE_MAX, "page lists hold buddy blocks");
 _Static_assert(KA_PCP_THREAD_BYTES <= KA_PCP_BUDGET, "one thread's cap fits the budget");
 

@@ -114,6 +114,33 @@ static int child_remote(const char *dir)
 	return 0;
 }
 
+/* 32 KiB in 64-byte blocks, then freed: a short-lived thread's work. */
+static void *seq_work(void *arg)
+{
+	static __thread void *b[512];
+	for (int i = 0; i < 512; i++)
+		b[i] = malloc(64);
+	for (int i = 0; i < 512; i++)
+		free(b[i]);
+	return arg;
+}
+
+/* SEQ_THREADS threads one after another (each in the last one's TLS, as a
+ * joined thread's stack is reused), at prof_sample:65536. */
+#define SEQ_THREADS 400
+static int child_seq(const char *dir)
+{
+	for (int i = 0; i < SEQ_THREADS; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, seq_work, NULL) != 0 || pthread_join(t, NULL) != 0)
+			return 1;
+	}
+	char path[512];
+	snprintf(path, sizeof path, "%s/seq.heap", dir);
+	int (*dump)(const char *) = dump_fn();
+	return !dump || dump(path) != 0 ? 2 : 0;
+}
+
 /* The child of a fork allocates on its own and exits; its profile is its own. */
 static int child_fork(void)
 {
@@ -467,6 +494,8 @@ int main(int argc, char **argv)
 			return child_step();
 		if (!strcmp(argv[2], "grow"))
 			return child_grow(d);
+		if (!strcmp(argv[2], "seq"))
+			return child_seq(d);
 		return 127;
 	}
 	kalloc_lib();
@@ -492,6 +521,18 @@ int main(int argc, char **argv)
 	site_bytes(noted_addr(out, "site_remote"), fn_size((void *)site_remote), &objs);
 	ok(exited_ok(st) && !bad && objs == 32,
 	   "remote free: 32 of site_remote's 64 sampled blocks left in use after another thread freed 32 (%.0f)", objs);
+
+	/* Threads that reuse one another's TLS sample independently: 400
+	 * allocating 32 KiB each at prof_sample:65536 take some 200 samples
+	 * (Poisson: within 120..300 but once in 10^9); the same draws in
+	 * every thread give each the same count, 0, 400 or 800 in all. */
+	st = run_case(conf("prof_sample:65536"), "seq", out, sizeof out);
+	snprintf(path, sizeof path, "%s/seq.heap", dir);
+	bad = parse(path);
+	ok(exited_ok(st) && !bad && prof.hdr[2] >= 120 && prof.hdr[2] <= 300,
+	   "%d threads one after another, 32 KiB each at prof_sample:65536: sampled independently "
+	   "(%lld samples, about 200 expected; a multiple of %d if they shared draws)", SEQ_THREADS,
+	   bad ? -1 : prof.hdr[2], SEQ_THREADS);
 
 	/* Fork: the child writes its own file, with its own allocations. */
 	st = run_case(conf("prof_sample:1"), "fork", out, sizeof out);
