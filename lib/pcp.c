@@ -332,9 +332,10 @@ size_t ka_pcp_held_bytes(void)
 {
 	size_t bytes = 0;
 	ka_lock(&pcp_lock);
-	for (struct ka_list *e = live.next; e != &live; e = e->next)
-		bytes += ka_load_relaxed(&ka_container_of(e, struct ka_pcp, node)->bytes) +
-			 ka_load_relaxed(&ka_container_of(e, struct ka_pcp, node)->kept_bytes);
+	for (struct ka_list *e = live.next; e != &live; e = e->next) {
+		struct ka_pcp *p = ka_container_of(e, struct ka_pcp, node);
+		bytes += ka_load_relaxed(&p->bytes) + ka_load_relaxed(&p->kept_bytes);
+	}
 	ka_unlock(&pcp_lock);
 	return bytes;
 }

@@ -456,26 +456,34 @@ static void post_all(struct ka_tcache *tc)
 		post(tc, &tc->out[i]);
 }
 
-/* Queue a free, marked object for its slab's live owner `owner`. */
-/* Push obj (of `size` bytes) onto an outbox that already holds at least
- * one object (its owner and tail are set). */
-KA_INLINE void outbox_push(struct ka_tcache *tc, struct ka_outbox *ob, void *obj, uint32_t size)
+/* True if pushing `size` more bytes fills the outbox (it is then posted). */
+KA_INLINE bool outbox_fills(const struct ka_outbox *ob, uint32_t size)
 {
-	*(void **)obj = ka_link_encode(ob->head, obj);
-	ob->head = obj;
-	uint32_t count = ++ob->count, units = ob->units = (uint16_t)(ob->units + (size >> 4));
-	tc->out_bytes += size;
-	if (count >= OUTBOX_OBJS || units >= OUTBOX_BYTES >> 4)
-		post(tc, ob);
+	return ob->count + 1u >= OUTBOX_OBJS || ob->units + (size >> 4) >= OUTBOX_BYTES >> 4;
 }
 
+/* Push obj (of `size` bytes) onto an outbox that already holds at least
+ * one object (its owner and tail are set); true if that filled it. */
+KA_INLINE bool outbox_push(struct ka_tcache *tc, struct ka_outbox *ob, void *obj, uint32_t size)
+{
+	bool full = outbox_fills(ob, size);
+	*(void **)obj = ka_link_encode(ob->head, obj);
+	ob->head = obj;
+	ob->count++;
+	ob->units = (uint16_t)(ob->units + (size >> 4));
+	tc->out_bytes += size;
+	return full;
+}
+
+/* Queue a free, marked object for its slab's live owner `owner`. */
 static void queue_remote(struct ka_tcache *tc, void *obj, uint32_t owner, unsigned cls)
 {
 	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
 	if (ob->count && ob->owner != owner)
 		post(tc, ob);
 	if (ob->count) {
-		outbox_push(tc, ob, obj, ka_classes[cls].size);
+		if (outbox_push(tc, ob, obj, ka_classes[cls].size))
+			post(tc, ob);
 		return;
 	}
 	ob->owner = owner;
@@ -832,8 +840,6 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 	check_object(p, s, func, "use of a freed block");
 }
 
-/* Free p, a checked live object of kmalloc class cls, whose page's tag
- * (at tagp) was `tag`. */
 /* A free of a kmalloc object of cls, tagged tag at tagp, marked free here:
  * into the bin (a full one, the fast path's only other way here), the
  * owner's outbox, or the freeing cache's bin after adopting the slab. */
@@ -880,15 +886,11 @@ KA_INLINE bool free_remote_quick(struct ka_tcache *tc, void *p, uint32_t tag, un
 {
 	uint32_t owner = tag >> 8, size = ka_classes[cls].size;
 	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
-	if (!ob->count || ob->owner != owner || owner == tc->id8 >> 8 || ob->count + 1u >= OUTBOX_OBJS ||
-	    ob->units + (size >> 4) >= OUTBOX_BYTES >> 4 || KA_UNLIKELY(ka_prof_on) || ka_tls.tick < (int64_t)size)
+	if (!ob->count || ob->owner != owner || owner == tc->id8 >> 8 || outbox_fills(ob, size) ||
+	    KA_UNLIKELY(ka_prof_on) || ka_tls.tick < (int64_t)size)
 		return false;
 	((uint64_t *)p)[1] = ka_key_of(p);
-	*(void **)p = ka_link_encode(ob->head, p);
-	ob->head = p;
-	ob->count++;
-	ob->units = (uint16_t)(ob->units + (size >> 4));
-	tc->out_bytes += size;
+	outbox_push(tc, ob, p, size);
 	ka_tls.tick -= size;
 	return true;
 }
@@ -932,10 +934,9 @@ void ka_tcache_free_slow(void *p, const char *func)
 	unsigned cls = small_checked(p, func, &tagp, &tag);
 	if (cls) {
 		/* A kmalloc object: the bin, the owner's outbox or an adoption;
-		 * the slabs under their lock for a cacheless thread. */
+		 * the slabs under their lock for a cacheless thread. (api.c's
+		 * free_slow tried ka_tcache_free_remote before this.) */
 		struct ka_tcache *tc = tcache_get();
-		if (tc && free_remote_quick(tc, p, tag, cls))
-			return;
 		if (tc)
 			free_small(tc, tagp, p, tag, cls);
 		else
