@@ -189,7 +189,7 @@ KA_INLINE uintptr_t ka_map_entry(uintptr_t a)
 	return ka_load_relaxed(&leaf->entry[(a >> KA_CHUNK_SHIFT) & (KA_MAP_LEAF_SIZE - 1)]);
 }
 
-extern struct ka_map_flat ka_map_flat;
+extern uintptr_t ka_map_flat_limit; /* KA_MAP_FLAT_SIZE, or 0 when not reserved */
 void ka_map_init(void);
 
 /* The free fast path's lookup: a chunk's entry, or 0 for anything else
@@ -197,9 +197,11 @@ void ka_map_init(void);
 KA_INLINE uintptr_t ka_map_chunk_fast(uintptr_t a)
 {
 	uintptr_t i = a >> KA_CHUNK_SHIFT;
-	if (KA_UNLIKELY(i >= ka_map_flat.limit))
+	if (KA_UNLIKELY(i >= ka_map_flat_limit))
 		return 0;
-	return ka_load_relaxed(&ka_map_flat.map[i]);
+	const uintptr_t *m = KA_MAP_FLAT;
+	__asm__("" : "+r"(m)); /* else gcc adds the index with a lea of its own */
+	return ka_load_relaxed(&m[i]);
 }
 
 /* The tag (types.h, struct ka_chunk) of the page holding a, for a map entry e of a chunk. */

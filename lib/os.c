@@ -175,9 +175,24 @@ void *ka_os_map_meta(size_t size, size_t align)
 	return p;
 }
 
-void *ka_os_reserve(size_t size)
+void *ka_os_reserve(size_t size, uintptr_t at)
 {
-	void *p = map_aligned(size, KA_PAGE_SIZE, MAP_NORESERVE);
+	void *p;
+	if (at) {
+		if (failing())
+			return NULL;
+		no_lock_held("mmap");
+		p = mmap((void *)at, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		if (p != (void *)at) { /* a kernel before 4.17 took the address as a hint */
+			munmap(p, size);
+			return NULL;
+		}
+	} else {
+		p = map_aligned(size, KA_PAGE_SIZE, MAP_NORESERVE);
+	}
 #ifdef MADV_DONTDUMP
 	if (p)
 		madvise(p, size, MADV_DONTDUMP); /* a core file need not hold its zeros */

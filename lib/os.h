@@ -31,10 +31,11 @@ void *ka_os_map_meta(size_t size, size_t align);
 /*
  * Reserve `size` bytes of address space (MAP_NORESERVE, left out of core
  * dumps) that is touched sparsely and never given back; not counted as
- * metadata, since only the pages written become memory. NULL if refused
- * (ulimit -v, strict overcommit).
+ * metadata, since only the pages written become memory. At address `at`
+ * exactly when it is not 0, never replacing a mapping there. NULL if refused
+ * (ulimit -v, strict overcommit, `at` taken).
  */
-void *ka_os_reserve(size_t size);
+void *ka_os_reserve(size_t size, uintptr_t at);
 /*
  * Give a range back. An mmap range is unmapped; a brk range is released only
  * when it is the top of the break and the break is still where kalloc left

@@ -14,24 +14,22 @@
  *  - the flat map, when its reservation succeeded, repeats every chunk
  *    entry (not the huge ones: their frees go slow anyway) at index
  *    address >> KA_CHUNK_SHIFT, for the free fast path: one bound test and
- *    one load instead of the canonical test and two loads. When it could
- *    not be reserved its limit is 0, and every free takes the slow path,
- *    which reads the radix tree: correct, slower.
+ *    one load from a constant address instead of the canonical test and
+ *    two loads. When it could not be reserved there (refused, or the
+ *    program holds the address: t/map-taken) its limit is 0, and every
+ *    free takes the slow path, which reads the radix tree: correct, slower.
  */
 #include "internal.h"
 
 static struct ka_map_leaf empty_leaf;
 struct ka_map_leaf *ka_map_root[KA_MAP_ROOT_SIZE] = {[0 ... KA_MAP_ROOT_SIZE - 1] = &empty_leaf};
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
-struct ka_map_flat ka_map_flat;
+uintptr_t ka_map_flat_limit;
 
 void ka_map_init(void)
 {
-	uintptr_t *m = ka_os_reserve(KA_MAP_FLAT_SIZE * sizeof(uintptr_t));
-	if (!m)
-		return;
-	ka_map_flat.map = m;
-	__atomic_store_n(&ka_map_flat.limit, KA_MAP_FLAT_SIZE, __ATOMIC_RELEASE);
+	if (ka_os_reserve(KA_MAP_FLAT_SIZE * sizeof(uintptr_t), (uintptr_t)KA_MAP_FLAT))
+		__atomic_store_n(&ka_map_flat_limit, KA_MAP_FLAT_SIZE, __ATOMIC_RELEASE);
 }
 
 int ka_map_set(uintptr_t base, size_t size, uintptr_t entry)
@@ -55,8 +53,8 @@ int ka_map_set(uintptr_t base, size_t size, uintptr_t entry)
 			__atomic_store_n(slot, leaf, __ATOMIC_RELEASE);
 		}
 		__atomic_store_n(&leaf->entry[g & (KA_MAP_LEAF_SIZE - 1)], entry, __ATOMIC_RELEASE);
-		if (ka_map_flat.limit && (!entry || (entry & KA_MAP_CHUNK)) && ka_map_flat.map[g] != entry)
-			__atomic_store_n(&ka_map_flat.map[g], entry, __ATOMIC_RELEASE);
+		if (ka_map_flat_limit && (!entry || (entry & KA_MAP_CHUNK)) && KA_MAP_FLAT[g] != entry)
+			__atomic_store_n(&KA_MAP_FLAT[g], entry, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&map_lock);
 	return err;

@@ -146,23 +146,21 @@ static uint32_t bin_start(unsigned cls)
 /* A bin's new maximum m, its change accounted in the thread's budget. */
 static void set_max(struct ka_tcache *tc, unsigned cls, uint32_t m)
 {
-	struct ka_bin *b = &tc->bins[cls];
-	tc->bin_bytes = tc->bin_bytes - (size_t)b->max * ka_classes[cls].size + (size_t)m * ka_classes[cls].size;
-	b->room = (uint16_t)(m - ka_bin_count(b));
-	b->max = (uint16_t)m;
+	tc->bin_bytes = tc->bin_bytes - (size_t)tc->max[cls] * ka_classes[cls].size + (size_t)m * ka_classes[cls].size;
+	tc->bins[cls].room = m - ka_bin_count(tc, cls);
+	tc->max[cls] = (uint16_t)m;
 }
 
 /* A full bin doubles if it cycles (see above) and the budget allows. */
 static bool grow(struct ka_tcache *tc, unsigned cls)
 {
-	struct ka_bin *b = &tc->bins[cls];
-	uint32_t m = (uint32_t)b->max * 2;
+	uint32_t m = (uint32_t)tc->max[cls] * 2;
 	if (m > ka_opt.tcache_max)
 		m = (uint32_t)ka_opt.tcache_max;
 	if (m > KA_TCACHE_BIN_MAX)
 		m = KA_TCACHE_BIN_MAX;
-	if (!(tc->busy[cls] & BUSY_CYCLE) || m <= b->max ||
-	    tc->bin_bytes + (size_t)(m - b->max) * ka_classes[cls].size > KA_TCACHE_BYTES)
+	if (!(tc->busy[cls] & BUSY_CYCLE) || m <= tc->max[cls] ||
+	    tc->bin_bytes + (size_t)(m - tc->max[cls]) * ka_classes[cls].size > KA_TCACHE_BYTES)
 		return false;
 	tc->busy[cls] &= (uint8_t)~BUSY_CYCLE;
 	set_max(tc, cls, m);
@@ -170,9 +168,9 @@ static bool grow(struct ka_tcache *tc, unsigned cls)
 }
 
 /* The most a refill brings: half the bin, at least one. */
-static uint32_t fill_max(const struct ka_bin *b)
+static uint32_t fill_max(const struct ka_tcache *tc, unsigned cls)
 {
-	return b->max / 2 ? b->max / 2 : 1u;
+	return tc->max[cls] / 2 ? tc->max[cls] / 2 : 1u;
 }
 
 static void destructor(void *arg)
@@ -252,12 +250,12 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 		struct ka_bin *b = &tc->bins[c];
 		b->head = NULL;
 		b->room = 0;
-		b->max = 0;
+		tc->max[c] = 0;
 		set_max(tc, c, bin_start(c));
 		b->div = ka_classes[c].div;
 		b->limit = ka_classes[c].limit;
 		b->slab_mask = ka_classes[c].slab_mask;
-		tc->fill[c] = (uint16_t)(fill_max(b) < FILL_FIRST ? fill_max(b) : FILL_FIRST);
+		tc->fill[c] = (uint16_t)(fill_max(tc, c) < FILL_FIRST ? fill_max(tc, c) : FILL_FIRST);
 	}
 	memset(tc->out, 0, sizeof tc->out);
 	memset(tc->busy, 0, sizeof tc->busy);
@@ -298,17 +296,17 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 	struct ka_bin *b = &tc->bins[cls];
 	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE;
 	uint32_t want = tc->fill[cls];
-	if (want * 2 <= fill_max(b))
+	if (want * 2 <= fill_max(tc, cls))
 		tc->fill[cls] = (uint16_t)(want * 2);
 	/* An empty bin takes a slab's whole free list when it is no more than
 	 * twice the refill (and fits the bin), touching no object; else the
 	 * objects come one by one. */
 	if (!b->head) {
-		unsigned n, most = want * 2 < b->max ? want * 2 : b->max;
+		unsigned n, most = want * 2 < tc->max[cls] ? want * 2 : tc->max[cls];
 		void *list = ka_slab_take_list(&ka_kmalloc[cls], most, tc->id8 >> 8, &n);
 		if (list) {
 			b->head = list;
-			b->room = (uint16_t)(b->max - n);
+			b->room = tc->max[cls] - n;
 			return;
 		}
 	}
@@ -328,7 +326,7 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	if (ka_bin_count(b) <= keep)
+	if (ka_bin_count(tc, cls) <= keep)
 		return;
 	tc->busy[cls] |= BUSY_FLUSH;
 	void *cur = b->head, *last_kept = NULL;
@@ -340,8 +338,8 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 		*(void **)last_kept = ka_link_encode(NULL, last_kept);
 	else
 		b->head = NULL;
-	uint32_t n = ka_bin_count(b) - keep;
-	b->room = (uint16_t)(b->max - keep);
+	uint32_t n = ka_bin_count(tc, cls) - keep;
+	b->room = tc->max[cls] - keep;
 	void *objs[BATCH];
 	unsigned m = 0;
 	for (uint32_t i = 0; i < n; i++) {
@@ -361,7 +359,7 @@ KA_INLINE void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 {
 	struct ka_bin *b = &tc->bins[cls];
 	if (!b->room && !grow(tc, cls))
-		flush(tc, cls, b->max / 2);
+		flush(tc, cls, tc->max[cls] / 2u);
 	link_in(b, obj);
 }
 
@@ -656,13 +654,13 @@ static void start_background(void)
  * shrinks halfway back to its start. */
 static void gc_bin(struct ka_tcache *tc, unsigned cls)
 {
-	struct ka_bin *b = &tc->bins[cls];
-	uint32_t start = bin_start(cls), m = b->max / 2 > start ? b->max / 2 : start;
-	flush(tc, cls, ka_bin_count(b) / 2 < m ? ka_bin_count(b) / 2 : m);
-	if (m < b->max) {
+	uint32_t start = bin_start(cls), m = tc->max[cls] / 2u > start ? tc->max[cls] / 2u : start;
+	uint32_t half = ka_bin_count(tc, cls) / 2;
+	flush(tc, cls, half < m ? half : m);
+	if (m < tc->max[cls]) {
 		set_max(tc, cls, m);
-		if (tc->fill[cls] > fill_max(b))
-			tc->fill[cls] = (uint16_t)fill_max(b);
+		if (tc->fill[cls] > fill_max(tc, cls))
+			tc->fill[cls] = (uint16_t)fill_max(tc, cls);
 	}
 }
 
@@ -966,7 +964,7 @@ size_t ka_tcache_held_bytes(void)
 		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
 		for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
 			/* Read racily: never below zero. */
-			uint16_t m = ka_load_relaxed(&tc->bins[c].max), r = ka_load_relaxed(&tc->bins[c].room);
+			uint32_t m = ka_load_relaxed(&tc->max[c]), r = ka_load_relaxed(&tc->bins[c].room);
 			bytes += (size_t)(r < m ? m - r : 0) * ka_classes[c].size;
 		}
 		bytes += ka_load_relaxed(&tc->out_bytes);
@@ -987,9 +985,9 @@ void ka_tcache_validate(void)
 		struct ka_bin *b = &tc->bins[c];
 		uint32_t n = 0;
 		for (void *o = b->head; o; o = next_of(o, c), n++)
-			if (n >= ka_bin_count(b) || chain_class(o) != c || !ka_obj_marked_free(&ka_kmalloc[c], o))
+			if (n >= ka_bin_count(tc, c) || chain_class(o) != c || !ka_obj_marked_free(&ka_kmalloc[c], o))
 				ka_fatal("ka_tcache_validate", "bad object in a bin at", o, ka_classes[c].name);
-		if (n != ka_bin_count(b))
+		if (n != ka_bin_count(tc, c))
 			ka_fatal("ka_tcache_validate", "bin count wrong", b->head, ka_classes[c].name);
 	}
 	size_t out = 0;

@@ -104,7 +104,10 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 }
 
 /* The objects a bin holds. */
-KA_INLINE uint32_t ka_bin_count(const struct ka_bin *b) { return (uint32_t)b->max - b->room; }
+KA_INLINE uint32_t ka_bin_count(const struct ka_tcache *tc, unsigned cls)
+{
+	return (uint32_t)tc->max[cls] - tc->bins[cls].room;
+}
 
 /* Any class: ka_tcache_free_class's argument for a free that does not know the size. */
 #define KA_ANY_CLASS 0xffffffffu

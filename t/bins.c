@@ -34,7 +34,7 @@ static size_t max_bytes(const struct ka_tcache *tc)
 {
 	size_t sum = 0;
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
-		sum += (size_t)tc->bins[c].max * ka_classes[c].size;
+		sum += (size_t)tc->max[c] * ka_classes[c].size;
 	return sum;
 }
 
@@ -53,16 +53,16 @@ int main(void)
 	struct ka_tcache *tc = ka_tc;
 	unsigned c64 = ka_size_class[64 / 8];
 	struct ka_bin *b = &tc->bins[c64];
-	uint16_t start = b->max;
+	uint16_t start = tc->max[c64];
 	int bad = 0;
 	for (int r = 0; r < 4; r++)
 		bad |= cycle(64, OBJS);
 	tc->busy[c64] = 0;
 	bad |= cycle(64, OBJS);
 	ok(!bad, "batches of %d objects of 64 B: contents intact", OBJS);
-	ok(b->max >= OBJS && ka_bin_count(b) == OBJS && tc->busy[c64] == 0,
+	ok(tc->max[c64] >= OBJS && ka_bin_count(tc, c64) == OBJS && tc->busy[c64] == 0,
 	   "a bin that cycles grows to hold the batch: no refill or flush in a round (max %u -> %u, %u held)",
-	   start, b->max, ka_bin_count(b));
+	   start, tc->max[c64], ka_bin_count(tc, c64));
 	ok(tc->bin_bytes == max_bytes(tc), "the budget counts every bin's maximum (%zu bytes)", tc->bin_bytes);
 
 	/* Every class at once wants more than the budget; no tick (whose GC
@@ -75,7 +75,7 @@ int main(void)
 		}
 	size_t held = 0;
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
-		held += (size_t)ka_bin_count(&tc->bins[c]) * ka_classes[c].size;
+		held += (size_t)ka_bin_count(tc, c) * ka_classes[c].size;
 	ok(!bad && max_bytes(tc) <= KA_TCACHE_BYTES && tc->bin_bytes == max_bytes(tc) && held <= KA_TCACHE_BYTES,
 	   "1 MiB batches of every class: the bins' maxima stay within %zu bytes (%zu; %zu held)",
 	   (size_t)KA_TCACHE_BYTES, max_bytes(tc), held);
@@ -84,10 +84,10 @@ int main(void)
 
 	/* Unused from here: the housekeeping shrinks every bin back. */
 	ticks(400);
-	ok(b->max == start, "an unused bin shrinks back to its start (%u)", b->max);
+	ok(tc->max[c64] == start, "an unused bin shrinks back to its start (%u)", tc->max[c64]);
 	size_t held_after = 0;
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
-		held_after += (size_t)ka_bin_count(&tc->bins[c]) * ka_classes[c].size;
+		held_after += (size_t)ka_bin_count(tc, c) * ka_classes[c].size;
 	ok(held_after < held / 4 && tc->bin_bytes == max_bytes(tc),
 	   "and gives its objects back (%zu -> %zu bytes held)", held, held_after);
 	return 0;

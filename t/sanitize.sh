@@ -30,7 +30,7 @@ run_config() { # name flags tests
 		st=$?
 		p=$(grep -cE '^ok ' "$exe.log")
 		f=$(grep -cE '^not ok ' "$exe.log")
-		plan=$(grep -E '^1\.\.[0-9]+' "$exe.log" | head -n 1 | cut -c4-)
+		plan=$(sed -nE 's/^1\.\.([0-9]+).*/\1/p' "$exe.log" | head -n 1)
 		if [ "$st" -ne 0 ] || [ "$f" -ne 0 ] || [ -z "$plan" ] || [ "$plan" -ne $((p + f)) ] ||
 			grep -qE 'Sanitizer|runtime error' "$exe.log"; then
 			echo "FAIL: $name $t (exit $st, $p ok, $f not ok, plan ${plan:-none})"
