@@ -51,23 +51,10 @@ void free_aligned_sized(void *p, size_t align, size_t size);
  * from site, a frame of this call chain: the barrier uses the result after
  * the call, so that it is never a tail call that pops the frame first.
  */
-static inline void *prof_count(void *p, size_t n, size_t charge, const uintptr_t *site)
+static inline void *prof_count(void *p, size_t n, const uintptr_t *site)
 {
-	p = ka_tcache_count(p, n, charge, site);
+	p = ka_tcache_count(p, n, site);
 	__asm__ volatile("" : "+r"(p));
-	return p;
-}
-
-/* malloc_slow under prof:1: its charge is counted with the allocation, in
- * one update of both clocks (ka_tcache_count). No debug mode is on. */
-static KA_NOINLINE void *malloc_slow_prof(size_t n, const uintptr_t *site)
-{
-	if (KA_UNLIKELY(ka_opt.publish))
-		ka_stats_publish();
-	void *p = n > PTRDIFF_MAX ? NULL : ka_tcache_malloc_slow(n);
-	p = prof_count(p, n, n > KA_SMALL_MAX ? n : KA_SMALL_MAX, site);
-	if (!p)
-		errno = ENOMEM;
 	return p;
 }
 
@@ -77,18 +64,14 @@ static KA_NOINLINE void *malloc_slow(size_t n, const uintptr_t *site)
 	if (!site)
 		site = KA_SITE();
 	ka_init();
-	if (KA_UNLIKELY(ka_prof_on)) {
-		/* Not a tail call: site may be this frame. */
-		void *p = malloc_slow_prof(n, site);
-		__asm__ volatile("" : "+r"(p));
-		return p;
-	}
 	ka_tcache_charge(n > KA_SMALL_MAX ? n : KA_SMALL_MAX);
 	if (KA_UNLIKELY(ka_opt.publish))
 		ka_stats_publish();
 	void *p = n > PTRDIFF_MAX ? NULL : ka_debug_on ? ka_debug_alloc(n, 0, site) : ka_tcache_malloc_slow(n);
 	if (!p)
 		errno = ENOMEM;
+	else if (KA_UNLIKELY(ka_prof_on))
+		p = prof_count(p, n, site);
 	return p;
 }
 
@@ -165,7 +148,7 @@ static void *alloc_aligned(size_t align, size_t size, const uintptr_t *site)
 	if (!p)
 		errno = ENOMEM;
 	else if (KA_UNLIKELY(ka_prof_on))
-		p = prof_count(p, size, 0, site);
+		p = prof_count(p, size, site);
 	return p;
 }
 
@@ -213,7 +196,7 @@ static KA_NOINLINE void *calloc_slow(size_t n)
 		if (!p)
 			errno = ENOMEM;
 		else if (KA_UNLIKELY(ka_prof_on))
-			p = prof_count(p, n, 0, KA_SITE()); /* a large block is flagged, not moved */
+			p = prof_count(p, n, KA_SITE()); /* a large block is flagged, not moved */
 		return p;
 	}
 	void *p = malloc_slow(n, KA_SITE());

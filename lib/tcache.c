@@ -709,9 +709,7 @@ static void tick(void)
  * which are the countdown's own; each also counts bytes of its own:
  * housekeeping the charged work (ka_tcache_charge), the sample clock the
  * slow allocations' bytes (ka_tcache_count; housekeeping counts those by
- * malloc_slow's charge, or not at all, as with prof:0; malloc_slow's charge
- * is counted with them, after the allocation, in one update: as two, they
- * cost 31 instructions a slow malloc, 0.8% of bench/wl/frag). So each clock is
+ * malloc_slow's charge, or not at all, as with prof:0). So each clock is
  * the countdown plus a slack: it has tick + slack bytes left, and a slow
  * path's bytes come off its own slack first; only what exceeds it brings
  * the countdown (the nearer deadline) forward, and adds to the other's
@@ -765,20 +763,15 @@ void *ka_tcache_tick_after(void *p, size_t n)
 	return p;
 }
 
-static void charge_prof(int64_t b);
-
-void *ka_tcache_count_slow(void *p, size_t n, size_t charge, const uintptr_t *site)
+void *ka_tcache_count_slow(void *p, size_t n, const uintptr_t *site)
 {
 	if (ka_tls.s_slack < 0) {
 		settle(); /* arms the clocks */
-		return ka_tcache_count(p, n, charge, site);
+		return p ? ka_tcache_count(p, n, site) : p;
 	}
-	if (!p) {
-		/* Nothing allocated: only the work is counted. */
-		charge_prof((int64_t)(charge < KA_TICK_BYTES ? charge : KA_TICK_BYTES));
+	if (!p)
 		return p;
-	}
-	/* The countdown ran out (ka_tcache_count counted both): a sample or a tick is due. */
+	/* The countdown ran out: a sample or a tick is due. */
 	if (settle())
 		return ka_prof_sample(p, n, site);
 	return p;

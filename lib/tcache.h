@@ -36,27 +36,26 @@ void *ka_tcache_malloc_slow(size_t n);
  * settle); returns the block the program gets. */
 __attribute__((returns_nonnull)) void *ka_tcache_tick_after(void *p, size_t n);
 /* prof:1: a slow-path allocation of n bytes (p, NULL if it failed) from
- * site (api.c, KA_SITE) that also charges `charge` bytes of slow-path work
- * (ka_tcache_charge's, counted here at once: one update of both clocks,
- * not two; 0 for none); returns the block the program gets. Each clock is
- * the countdown plus its slack (tcache.c), so the new countdown is the
- * nearer of the two clocks less their bytes, and each slack what its clock
- * has past that. Inline unless the countdown runs out or the clocks are
- * not armed yet. */
-void *ka_tcache_count_slow(void *p, size_t n, size_t charge, const uintptr_t *site);
-KA_INLINE void *ka_tcache_count(void *p, size_t n, size_t charge, const uintptr_t *site)
+ * site (api.c, KA_SITE); returns the block the program gets. The bytes
+ * come off the sample clock's slack, and what exceeds it off the
+ * countdown (tcache.c); inline unless that runs out or the clocks are not
+ * armed yet. */
+void *ka_tcache_count_slow(void *p, size_t n, const uintptr_t *site);
+KA_INLINE void *ka_tcache_count(void *p, size_t n, const uintptr_t *site)
 {
+	int64_t b = (int64_t)n;
 	if (KA_LIKELY(p != NULL && ka_tls.s_slack >= 0)) {
-		int64_t c = (int64_t)(charge < KA_TICK_BYTES ? charge : KA_TICK_BYTES);
-		int64_t s = ka_tls.tick + ka_tls.s_slack - (int64_t)n, hk = ka_tls.tick + ka_tls.hk_slack - c;
-		int64_t next = s < hk ? s : hk;
-		ka_tls.tick = next;
-		ka_tls.s_slack = s - next;
-		ka_tls.hk_slack = hk - next;
-		if (KA_LIKELY(next >= 0))
+		if (KA_LIKELY(b <= ka_tls.s_slack)) {
+			ka_tls.s_slack -= b;
+			return p;
+		}
+		b -= ka_tls.s_slack;
+		ka_tls.s_slack = 0;
+		ka_tls.hk_slack += b;
+		if ((ka_tls.tick -= b) >= 0)
 			return p;
 	}
-	return ka_tcache_count_slow(p, n, charge, site);
+	return ka_tcache_count_slow(p, n, site);
 }
 /* Count `bytes` of slow-path work down, ticking when due; call with no lock held. */
 void ka_tcache_charge(size_t bytes);
