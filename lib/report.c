@@ -46,33 +46,24 @@ static void put(struct ka_buf *b, char c)
 		b->p[b->len++] = c;
 }
 
-/* n bytes of s, or as many as there is room for; one copy, not a byte
- * at a time (prof.c's dump writes a few hundred thousand numbers). */
-static void put_n(struct ka_buf *b, const char *s, size_t n)
-{
-	if (n > b->cap - b->len)
-		n = b->cap - b->len;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
 void ka_buf_str(struct ka_buf *b, const char *s)
 {
-	if (s)
-		put_n(b, s, strlen(s));
+	while (s && *s)
+		put(b, *s++);
 }
 
 void ka_buf_u64(struct ka_buf *b, uint64_t v, int width)
 {
 	char d[24];
-	int n = sizeof d;
+	int n = 0;
 	do {
-		d[--n] = (char)('0' + v % 10);
+		d[n++] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	for (int i = (int)sizeof d - n; i < width; i++)
+	for (int i = n; i < width; i++)
 		put(b, ' ');
-	put_n(b, d + n, sizeof d - (size_t)n);
+	while (n)
+		put(b, d[--n]);
 }
 
 void ka_buf_ustr(struct ka_buf *b, const char *s, int width)
@@ -87,14 +78,14 @@ void ka_buf_ustr(struct ka_buf *b, const char *s, int width)
 void ka_buf_hex(struct ka_buf *b, uintptr_t v)
 {
 	char d[2 + 2 * sizeof v];
-	int n = sizeof d;
+	int n = 0;
 	do {
-		d[--n] = "0123456789abcdef"[v & 15];
+		d[n++] = "0123456789abcdef"[v & 15];
 		v >>= 4;
 	} while (v);
-	d[--n] = 'x';
-	d[--n] = '0';
-	put_n(b, d + n, sizeof d - (size_t)n);
+	ka_buf_str(b, "0x");
+	while (n)
+		put(b, d[--n]);
 }
 
 void ka_buf_flush(struct ka_buf *b, int fd)
