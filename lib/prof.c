@@ -175,28 +175,28 @@ static uintptr_t size_class(size_t n)
 }
 
 /* Mark p sampled, swapping a slab object for a page block; NULL if a page
- * block cannot be had (p is then left as it is, unsampled). */
-static void *mark_sampled(void *p, size_t n)
+ * block cannot be had (p is then left as it is, unsampled). *head: the
+ * block's head descriptor, NULL for a huge mapping. */
+static void *mark_sampled(void *p, size_t n, struct ka_page **head)
 {
 	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
+	*head = NULL;
 	if (e & KA_MAP_HUGE) {
 		ka_store_relaxed(&((struct ka_huge *)(e & ~KA_MAP_TAGS))->sampled, 1);
 		return p;
 	}
-	if (!ka_load_relaxed(ka_map_tag(e, a))) {
-		struct ka_page *pg = ka_map_page(p);
-		pg->large.prof = NULL;
-		pg->flags |= KA_PGF_SAMPLED;
-		return p;
+	void *q = p;
+	if (ka_load_relaxed(ka_map_tag(e, a))) {
+		q = ka_large_alloc_sampled(n);
+		if (!q)
+			return NULL;
+		if (!ka_tcache_free(p))
+			ka_tcache_free_slow(p, "malloc()");
 	}
-	void *q = ka_large_alloc_sampled(n);
-	if (!q)
-		return NULL;
 	struct ka_page *pg = ka_map_page(q);
 	pg->large.prof = NULL;
 	pg->flags |= KA_PGF_SAMPLED;
-	if (!ka_tcache_free(p))
-		ka_tcache_free_slow(p, "malloc()");
+	*head = pg;
 	return q;
 }
 
@@ -216,7 +216,8 @@ void *ka_prof_sample(void *p, size_t n, const uintptr_t *site)
 		return p;
 	in_sample = true;
 	int saved = errno;
-	void *q = mark_sampled(p, n);
+	struct ka_page *pg;
+	void *q = mark_sampled(p, n, &pg);
 	if (!q) {
 		q = p;
 		goto out;
@@ -234,8 +235,8 @@ void *ka_prof_sample(void *p, size_t n, const uintptr_t *site)
 	pthread_mutex_lock(&prof_lock);
 	struct ka_stack *st = ka_stack_get(&sites, frames, depth);
 	if (st && ka_blocks_add(&blocks, (uintptr_t)q, n, st)) {
-		if (!(ka_map_entry((uintptr_t)q) & KA_MAP_HUGE))
-			ka_map_page(q)->large.prof = st;
+		if (pg)
+			pg->large.prof = st;
 		st->live_n++;
 		add_bytes(st, n);
 		st->total_n++;

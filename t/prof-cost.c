@@ -7,6 +7,9 @@
  *    pairs tick as often under prof:1 as under prof:0 (a slow allocation's
  *    bytes, counted for the sample clock, are not counted for housekeeping
  *    a second time);
+ *  - a remote free (onto an outbox already queued for the owner: the
+ *    quick path) is charged to housekeeping's clock only, never to the
+ *    sample clock, as the slow path charges it;
  *  - a sampled block resized in place within its pages (no lock taken)
  *    and past them (a new line) shows its exact size in the profile at
  *    every step, and none once freed;
@@ -15,6 +18,7 @@
  *    keep goes back at thread exit and at trim, and the next sample takes
  *    the one kept; one from the buddy lies among the slabs.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +128,55 @@ static void *smalls_thread(void *arg)
 	return NULL;
 }
 
+#define REMOTES 20 /* fewer than an outbox holds */
+static void *remote_obj[REMOTES];
+static int64_t s_clock[2], hk_clock[2];
+
+/* Frees the main thread's objects: the first queues an outbox for it, the
+ * rest go onto it. Each clock is the countdown plus its slack (tcache.c). */
+static void *remote_frees(void *arg)
+{
+	(void)arg;
+	kalloc_free(kalloc_malloc(32)); /* a live cache, the clocks armed */
+	kalloc_free(remote_obj[0]);
+	s_clock[0] = ka_tls.tick + ka_tls.s_slack;
+	hk_clock[0] = ka_tls.tick + ka_tls.hk_slack;
+	for (int i = 1; i < REMOTES; i++)
+		kalloc_free(remote_obj[i]);
+	s_clock[1] = ka_tls.tick + ka_tls.s_slack;
+	hk_clock[1] = ka_tls.tick + ka_tls.hk_slack;
+	return NULL;
+}
+
+/* The objects' owner, alive while another thread frees them. */
+static void *remote_owner(void *arg)
+{
+	int *sampled = arg;
+	for (int i = 0; i < REMOTES; i++)
+		*sampled += ka_prof_sampled(remote_obj[i] = kalloc_malloc(64));
+	pthread_t t;
+	pthread_create(&t, NULL, remote_frees, NULL);
+	pthread_join(t, NULL);
+	return NULL;
+}
+
+static void remote_free_charge(void)
+{
+	/* Unsampled objects: a new thread draws its first interval at the rate
+	 * of its first allocation, here one that samples none of them. */
+	uint64_t rate = ka_opt.prof_sample;
+	ka_opt.prof_sample = (uint64_t)1 << 50;
+	int sampled = 0;
+	pthread_t t;
+	pthread_create(&t, NULL, remote_owner, &sampled);
+	pthread_join(t, NULL);
+	ka_opt.prof_sample = rate;
+	ok(sampled == 0 && s_clock[1] == s_clock[0] && hk_clock[0] - hk_clock[1] == (REMOTES - 1) * 64,
+	   "%d remote frees of 64 B: housekeeping's clock %" PRId64 " B down (%d expected), the sample clock %" PRId64
+	   " B (0 expected; %d of the objects sampled)",
+	   REMOTES - 1, hk_clock[0] - hk_clock[1], (REMOTES - 1) * 64, s_clock[0] - s_clock[1], sampled);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -149,6 +202,7 @@ int main(int argc, char **argv)
 	   BIG >> 10, t1, t0);
 
 	resize_in_place();
+	remote_free_charge();
 
 	pthread_t t;
 	pthread_create(&t, NULL, smalls_thread, NULL);
