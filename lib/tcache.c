@@ -35,11 +35,13 @@
  *    An outbox goes out when it holds OUTBOX_OBJS objects or OUTBOX_BYTES
  *    bytes, when a different owner needs its place, and at the thread's
  *    next refill or flush, at trim and at exit.
- *  - post: one release compare-and-swap links the whole chain onto the
- *    owner's inbox, adding its bytes to the count in the inbox word.
+ *  - post: one release compare-and-swap links the whole chain onto one
+ *    of the owner's KA_INBOX_SLOTS inbox words, adding its bytes to the
+ *    count in that word; a poster takes the words in turn (its `posts`),
+ *    so that the owner walks several chains side by side (drain_inbox).
  *  - drain: the owner (or trim, or a fork child, for a cache whose thread
- *    is gone) takes the whole inbox with one acquire exchange; nothing is
- *    ever popped singly, so there is no ABA. The owner drains at each
+ *    is gone) takes each inbox word whole with one acquire exchange;
+ *    nothing is ever popped singly, so there is no ABA. The owner drains at each
  *    refill and flush into its own bins, lock-free; what overflows a bin
  *    goes back to the slabs in one locked batch per class, as any flush.
  *  - An owner that stops allocating must not pin memory: a post that would
@@ -63,7 +65,7 @@
  *    (prodcons-mixed) sent most of them through the class locks, and the
  *    producer took them back from the slabs (0.66 s of CPU there against
  *    0.55 s with 4 MiB).
- *  - At exit a cache closes its inbox (exchange with KA_INBOX_CLOSED),
+ *  - At exit a cache closes its inbox (each word exchanged with KA_INBOX_CLOSED),
  *    drains it and gives everything back; its id reads 0 from then on, so
  *    a later free into a slab it owned adopts the slab (re-tags it to the
  *    freeing cache, under the cache lock) and takes the object into its own
@@ -119,7 +121,7 @@ static uint32_t trim_epoch; /* bumped by malloc_trim: every cache flushes at its
 static __thread uint32_t seen_epoch, ticks;
 #define GC_TICKS 8
 
-static void drain_inbox(struct ka_tcache *tc, uintptr_t v);
+static void drain_inbox(struct ka_tcache *tc, const uintptr_t *v);
 
 /* The cache an owner id names (its slot's; its generation is not checked). */
 static struct ka_tcache *cache_of(uint32_t owner)
@@ -217,7 +219,8 @@ static struct ka_tcache *take_cache(void)
 		tc->inbox_used = false;
 		ka_store_relaxed(&tc->inbox_max, 0);
 		ka_store_relaxed(&tc->inbox_refused, 0);
-		__atomic_store_n(&tc->inbox, 0, __ATOMIC_RELEASE);
+		for (unsigned i = 0; i < KA_INBOX_SLOTS; i++)
+			__atomic_store_n(&tc->inbox[i], 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&tc->id, id, __ATOMIC_RELEASE);
 		ka_list_add(&live, &tc->node);
 	}
@@ -418,6 +421,18 @@ static void chain_to_slabs(void *obj)
 
 void (*ka_tcache_post_hook)(struct ka_tcache *to);
 
+/* The bytes tc's inbox words count (read racily: for bounds and stats). */
+static size_t inbox_bytes(struct ka_tcache *tc)
+{
+	size_t bytes = 0;
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+		uintptr_t v = __atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED);
+		if (v != KA_INBOX_CLOSED)
+			bytes += INBOX_BYTES(v);
+	}
+	return bytes;
+}
+
 /* Post an outbox to its owner's inbox, or free it to the slabs when the
  * inbox is closed or full. */
 static void post(struct ka_tcache *tc, struct ka_outbox *ob)
@@ -425,11 +440,12 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 	if (!ob->count)
 		return;
 	struct ka_tcache *to = cache_of(ob->owner);
-	uintptr_t old = __atomic_load_n(&to->inbox, __ATOMIC_RELAXED), nw;
+	uintptr_t *slot = &to->inbox[tc->posts++ % KA_INBOX_SLOTS];
+	uintptr_t old = __atomic_load_n(slot, __ATOMIC_RELAXED), nw;
 	size_t units = ((size_t)ob->units + 3) >> (KA_INBOX_UNIT_SHIFT - 4); /* 16s -> 64s, rounded up */
 	size_t max = ka_load_relaxed(&to->inbox_max);
 	do {
-		if (old == KA_INBOX_CLOSED || INBOX_BYTES(old) + (units << KA_INBOX_UNIT_SHIFT) >= max) {
+		if (old == KA_INBOX_CLOSED || inbox_bytes(to) + (units << KA_INBOX_UNIT_SHIFT) >= max) {
 			if (old != KA_INBOX_CLOSED && !ka_load_relaxed(&to->inbox_refused))
 				ka_store_relaxed(&to->inbox_refused, 1);
 			/* A failed try may have linked the tail to the inbox's chain. */
@@ -441,7 +457,7 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 		if (KA_UNLIKELY(ka_tcache_post_hook != NULL))
 			ka_tcache_post_hook(to);
 		nw = (uintptr_t)ob->head | (((old >> KA_INBOX_SHIFT) + units) << KA_INBOX_SHIFT);
-	} while (!__atomic_compare_exchange_n(&to->inbox, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	} while (!__atomic_compare_exchange_n(slot, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 done:
 	tc->out_bytes -= (size_t)ob->units << 4;
 	ob->head = ob->tail = NULL;
@@ -493,13 +509,44 @@ static void queue_remote(struct ka_tcache *tc, void *obj, uint32_t owner, unsign
 }
 
 /* Take everything in an inbox word (taken with an exchange) into tc's bins. */
-static void drain_inbox(struct ka_tcache *tc, uintptr_t v)
+/*
+ * Take the chains of inbox words v[] (taken with exchanges) into tc's bins,
+ * a step of each in turn: each step waits on a line the poster wrote on
+ * another core, and with the chains walked side by side those misses
+ * overlap. One chain walked alone was 40% of prodcons' time on an Intel
+ * Xeon (perf), and the run took 0.67 s against 0.32 s with four.
+ */
+static void drain_inbox(struct ka_tcache *tc, const uintptr_t *v)
 {
-	for (void *obj = (v == KA_INBOX_CLOSED) ? NULL : (void *)INBOX_PTR(v); obj;) {
-		void *next = chain_next(obj);
-		bin_take(tc, chain_class(obj), obj);
-		obj = next;
+	void *c[KA_INBOX_SLOTS];
+	unsigned chains = 0;
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+		c[i] = v[i] == KA_INBOX_CLOSED ? NULL : (void *)INBOX_PTR(v[i]);
+		chains += c[i] != NULL;
 	}
+	while (chains)
+		for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+			void *obj = c[i];
+			if (!obj)
+				continue;
+			c[i] = chain_next(obj);
+			chains -= c[i] == NULL;
+			bin_take(tc, chain_class(obj), obj);
+		}
+}
+
+/* Exchange every inbox word of tc with `with` into v[]; false if all were empty. */
+static bool take_inbox(struct ka_tcache *tc, uintptr_t *v, uintptr_t with)
+{
+	bool any = false;
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+		v[i] = 0;
+		if (with || __atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED)) {
+			v[i] = __atomic_exchange_n(&tc->inbox[i], with, __ATOMIC_ACQUIRE);
+			any |= v[i] != 0;
+		}
+	}
+	return any;
 }
 
 /* The owner's drain, at its refills and flushes: no atomic unless posted
@@ -513,10 +560,11 @@ static void drain_own(struct ka_tcache *tc)
 		ka_store_relaxed(&tc->inbox_max, m < INBOX_MAX_BYTES ? m : (uint32_t)INBOX_MAX_BYTES);
 		tc->inbox_used = true;
 	}
-	if (!__atomic_load_n(&tc->inbox, __ATOMIC_RELAXED))
+	uintptr_t v[KA_INBOX_SLOTS];
+	if (!take_inbox(tc, v, 0))
 		return;
 	tc->inbox_used = true;
-	drain_inbox(tc, __atomic_exchange_n(&tc->inbox, 0, __ATOMIC_ACQUIRE));
+	drain_inbox(tc, v);
 }
 
 /* ------------------------------------------------------------ life cycle */
@@ -545,10 +593,12 @@ void ka_tcache_trim(void)
 	pthread_mutex_lock(&tcaches_lock);
 	for (struct ka_list *e = live.next; e != &live; e = e->next) {
 		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
-		if (__atomic_load_n(&tc->inbox, __ATOMIC_RELAXED) > KA_INBOX_CLOSED) {
-			uintptr_t v = __atomic_exchange_n(&tc->inbox, 0, __ATOMIC_ACQUIRE);
+		for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+			if (__atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED) <= KA_INBOX_CLOSED)
+				continue;
+			uintptr_t v = __atomic_exchange_n(&tc->inbox[i], 0, __ATOMIC_ACQUIRE);
 			if (v == KA_INBOX_CLOSED) /* closed between the load and the exchange */
-				__atomic_store_n(&tc->inbox, KA_INBOX_CLOSED, __ATOMIC_RELEASE);
+				__atomic_store_n(&tc->inbox[i], KA_INBOX_CLOSED, __ATOMIC_RELEASE);
 			else
 				chain_to_slabs((void *)INBOX_PTR(v));
 		}
@@ -560,7 +610,9 @@ static void retire(struct ka_tcache *tc)
 {
 	__atomic_store_n(&tc->id, 0, __ATOMIC_RELEASE);
 	post_all(tc);
-	drain_inbox(tc, __atomic_exchange_n(&tc->inbox, KA_INBOX_CLOSED, __ATOMIC_ACQUIRE));
+	uintptr_t v[KA_INBOX_SLOTS];
+	take_inbox(tc, v, KA_INBOX_CLOSED);
+	drain_inbox(tc, v);
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
 		flush(tc, c, 0);
 	pthread_mutex_lock(&tcaches_lock);
@@ -987,10 +1039,7 @@ size_t ka_tcache_held_bytes(void)
 			uint32_t m = ka_load_relaxed(&tc->max[c]), r = ka_load_relaxed(&tc->bins[c].room);
 			bytes += (size_t)(r < m ? m - r : 0) * ka_classes[c].size;
 		}
-		bytes += ka_load_relaxed(&tc->out_bytes);
-		uintptr_t v = __atomic_load_n(&tc->inbox, __ATOMIC_RELAXED);
-		if (v != KA_INBOX_CLOSED)
-			bytes += INBOX_BYTES(v);
+		bytes += ka_load_relaxed(&tc->out_bytes) + inbox_bytes(tc);
 	}
 	pthread_mutex_unlock(&tcaches_lock);
 	return bytes;
@@ -1029,16 +1078,18 @@ void ka_tcache_validate(void)
 	}
 	if (out != tc->out_bytes)
 		ka_fatal("ka_tcache_validate", "outbox bytes wrong", NULL, NULL);
-	uintptr_t v = __atomic_load_n(&tc->inbox, __ATOMIC_ACQUIRE);
-	size_t bytes = 0;
-	for (void *o = (void *)INBOX_PTR(v); o; o = chain_next(o)) {
-		unsigned c = chain_class(o);
-		if (!ka_obj_marked_free(&ka_kmalloc[c], o))
-			ka_fatal("ka_tcache_validate", "unmarked object in the inbox at", o, NULL);
-		bytes += ka_classes[c].size;
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+		uintptr_t v = __atomic_load_n(&tc->inbox[i], __ATOMIC_ACQUIRE);
+		size_t bytes = 0;
+		for (void *o = (void *)INBOX_PTR(v); o; o = chain_next(o)) {
+			unsigned c = chain_class(o);
+			if (!ka_obj_marked_free(&ka_kmalloc[c], o))
+				ka_fatal("ka_tcache_validate", "unmarked object in the inbox at", o, NULL);
+			bytes += ka_classes[c].size;
+		}
+		if (bytes > INBOX_BYTES(v)) /* posts may land while we walk: never fewer counted */
+			ka_fatal("ka_tcache_validate", "inbox count wrong", (void *)INBOX_PTR(v), NULL);
 	}
-	if (bytes > INBOX_BYTES(v)) /* posts may land while we walk: never fewer counted */
-		ka_fatal("ka_tcache_validate", "inbox count wrong", (void *)INBOX_PTR(v), NULL);
 }
 
 void ka_tcache_prefork(void) { pthread_mutex_lock(&tcaches_lock); }
@@ -1068,9 +1119,11 @@ void ka_tcache_postfork(bool child)
 			continue;
 		ka_list_del(e);
 		tc->id = 0;
-		uintptr_t v = tc->inbox;
-		tc->inbox = KA_INBOX_CLOSED;
-		if (v != KA_INBOX_CLOSED)
-			chain_to_slabs((void *)INBOX_PTR(v));
+		for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+			uintptr_t v = tc->inbox[i];
+			tc->inbox[i] = KA_INBOX_CLOSED;
+			if (v != KA_INBOX_CLOSED)
+				chain_to_slabs((void *)INBOX_PTR(v));
+		}
 	}
 }

@@ -349,6 +349,7 @@ struct ka_outbox {
 };
 #define KA_OUTBOXES 8  /* direct-mapped by owner id */
 
+#define KA_INBOX_SLOTS 4 /* inbox words per cache (tcache.c, drain_inbox) */
 struct ka_tcache {
 	uint32_t id8;          /* owner id in slab tags, shifted as in the tag (id << 8) */
 	uint32_t pad;
@@ -364,13 +365,16 @@ struct ka_tcache {
 	bool inbox_used;       /* drained since the last GC pass (tcache.c, inbox bound) */
 	struct ka_list node;   /* on the list of live thread caches */
 	uint32_t slot;         /* index in the slot table (id's low bits) */
+	uint32_t posts;        /* posts made: the next goes to inbox[posts % KA_INBOX_SLOTS] of its owner */
 	/*
 	 * What other threads read and write, on a line of its own: neither the
 	 * owner's fast path nor any lock holder writes near it.
 	 *  - id: the cache's id, 0 once retired; every remote free reads it (on
 	 *    the bins' line, it missed whenever the owner used a small bin);
-	 *  - inbox: chains posted by other threads, pointer | bytes/64 << 48
-	 *    (KA_INBOX_BYTES), or KA_INBOX_CLOSED;
+	 *  - inbox: chains posted by other threads, each word pointer |
+	 *    bytes/64 << 48 (KA_INBOX_BYTES), or KA_INBOX_CLOSED; a poster
+	 *    takes the words in turn, so that the drain walks several chains
+	 *    at once (tcache.c, drain_inbox);
 	 *  - inbox_max: the bytes a post keeps the inbox below: 0, or from
 	 *    KA_INBOX_MIN_BYTES to KA_INBOX_MAX_BYTES; only the owner writes it;
 	 *  - inbox_refused: set by a post the bound turned away, cleared by the
@@ -378,9 +382,9 @@ struct ka_tcache {
 	 */
 	uint32_t id __attribute__((aligned(64)));
 	uint32_t inbox_max;
-	uintptr_t inbox;
 	uint32_t inbox_refused;
-	char inbox_pad[64 - sizeof(uintptr_t) - 3 * sizeof(uint32_t)];
+	uintptr_t inbox[KA_INBOX_SLOTS];
+	char inbox_pad[64 - KA_INBOX_SLOTS * sizeof(uintptr_t) - 4 * sizeof(uint32_t)];
 };
 #define KA_INBOX_CLOSED ((uintptr_t)1)
 

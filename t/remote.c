@@ -40,6 +40,16 @@ static size_t active_all(void)
 	return n;
 }
 
+static size_t inbox_bytes(struct ka_tcache *tc)
+{
+	size_t bytes = 0;
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+		uintptr_t v = __atomic_load_n(&tc->inbox[i], __ATOMIC_ACQUIRE);
+		bytes += v == KA_INBOX_CLOSED ? 0 : KA_INBOX_BYTES(v);
+	}
+	return bytes;
+}
+
 static void validate_all(void)
 {
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
@@ -223,8 +233,7 @@ static void exit_with_outbox(void)
 	pthread_join(t, NULL);
 	/* The exiting thread sent them to this thread's inbox, and trim takes
 	 * them back to the slabs: nothing stays behind. */
-	uintptr_t v = __atomic_load_n(&ka_tc->inbox, __ATOMIC_ACQUIRE);
-	size_t queued = KA_INBOX_BYTES(v), want = (size_t)FEW * ka_classes[cls].size;
+	size_t queued = inbox_bytes(ka_tc), want = (size_t)FEW * ka_classes[cls].size;
 	want = (want + (1u << KA_INBOX_UNIT_SHIFT) - 1) & ~(((size_t)1 << KA_INBOX_UNIT_SHIFT) - 1); /* one post, rounded up */
 	validate_all();
 	kalloc_malloc_trim(0);
@@ -267,7 +276,8 @@ static int idle_stage, idle_alloc64;
 static struct ka_tcache *idle_tc;
 
 /* Stage 1: 16384 blocks of 1 KiB allocated; with idle_alloc64, stage 3 asks
- * for 64 blocks of 64 B (stage 4: done); stage 2 ends it. */
+ * for CLOSE_OBJS blocks of 64 B (stage 4: done); stage 2 ends it. */
+#define CLOSE_OBJS (32 * (KA_INBOX_SLOTS + 1)) /* a full outbox for each inbox word, and one more */
 static void *idle_owner(void *arg)
 {
 	(void)arg;
@@ -280,7 +290,7 @@ static void *idle_owner(void *arg)
 	pthread_cond_broadcast(&idle_cv);
 	while (idle_stage != 2) {
 		if (idle_stage == 3) {
-			nobjs = 64;
+			nobjs = CLOSE_OBJS;
 			for (int i = 0; i < nobjs; i++)
 				objs[i] = kalloc_malloc(64);
 			idle_stage = 4;
@@ -315,10 +325,12 @@ static void idle_owner_test(void)
 	 * this thread is the only one that posts). */
 	for (int i = 0; i < nobjs; i++)
 		kalloc_free(objs[i]);
-	uintptr_t v = __atomic_load_n(&idle_tc->inbox, __ATOMIC_ACQUIRE);
 	size_t queued = 0;
-	for (void *o = (void *)(v & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1)); o; o = ka_link_decode(*(void **)o, o))
-		queued += 1024;
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+		uintptr_t v = __atomic_load_n(&idle_tc->inbox[i], __ATOMIC_ACQUIRE);
+		for (void *o = (void *)(v & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1)); o; o = ka_link_decode(*(void **)o, o))
+			queued += 1024;
+	}
 	size_t held = ka_tcache_held_bytes();
 	ok(queued == 0 && held <= ((size_t)2 << 20),
 	   "an owner that stops allocating before it ever drained: its inbox holds %zu KiB of the 16 MiB freed "
@@ -398,8 +410,7 @@ static void inbox_bound_test(void)
 		run_cmd(CMD_ALLOC);
 		for (int i = 0; i < BOUND_OBJS; i++)
 			kalloc_free(objs[i]);
-		uintptr_t v = __atomic_load_n(&cmd_tc->inbox, __ATOMIC_ACQUIRE);
-		over += KA_INBOX_BYTES(v) > bound;
+		over += inbox_bytes(cmd_tc) > bound;
 		run_cmd(CMD_DRAIN);
 		rounds++;
 		size_t want = !bound ? KA_INBOX_MIN_BYTES : bound * 2 < KA_INBOX_MAX_BYTES ? bound * 2 : KA_INBOX_MAX_BYTES;
@@ -495,18 +506,20 @@ static void fork_test(void)
 
 /* ------------------------------------ an owner that closes during a post */
 /*
- * The hook runs inside the second post, after the chain's tail was linked
- * to the inbox's first chain and before the CAS: it takes that chain and
- * closes the inbox, as an exiting owner does. The CAS then fails and the
- * post, finding the inbox closed, frees its own 32 objects to the slabs,
- * and must not follow its tail into the chain the owner took.
+ * Posts take the owner's inbox words in turn, so the post after one to
+ * each word links its chain's tail to the first post's chain. The hook
+ * runs inside that post, after the link and before the CAS: it takes every
+ * word's chain and closes the inbox, as an exiting owner does. The CAS then
+ * fails and the post, finding its word closed, frees its own 32 objects to
+ * the slabs, and must not follow its tail into the chain the owner took.
  */
 static int hook_calls;
-static uintptr_t taken;
+static uintptr_t taken[KA_INBOX_SLOTS];
 static void close_inbox_hook(struct ka_tcache *to)
 {
-	if (++hook_calls == 2)
-		taken = __atomic_exchange_n(&to->inbox, KA_INBOX_CLOSED, __ATOMIC_ACQ_REL);
+	if (++hook_calls == KA_INBOX_SLOTS + 1)
+		for (unsigned i = 0; i < KA_INBOX_SLOTS; i++)
+			taken[i] = __atomic_exchange_n(&to->inbox[i], KA_INBOX_CLOSED, __ATOMIC_ACQ_REL);
 }
 
 static void close_during_post(void)
@@ -528,17 +541,19 @@ static void close_during_post(void)
 	/* No housekeeping tick meanwhile: it would send the outbox early. */
 	ka_tls.tick = INT64_MAX;
 	ka_tcache_post_hook = close_inbox_hook;
-	for (int i = 0; i < 64; i++) /* two full outboxes: two posts */
+	ka_tc->posts = 0; /* the first post goes to inbox[0], and so does the hooked one */
+	for (int i = 0; i < CLOSE_OBJS; i++) /* a full outbox, so a post, every 32 */
 		kalloc_free(objs[i]);
 	ka_tcache_post_hook = NULL;
 	ka_tls.tick = KA_TICK_BYTES;
 	size_t after = active(cls);
-	ok(hook_calls == 2 && taken != 0 && after == before - 32,
+	ok(hook_calls == KA_INBOX_SLOTS + 1 && taken[0] != 0 && after == before - 32,
 	   "an owner that closes its inbox during a post: the post frees its own 32 objects and none of the "
 	   "chain the owner took (%zu active before, %zu after, %zu expected)",
 	   before, after, before - 32);
 	/* Give the taken chain back for the owner to drain at its exit. */
-	__atomic_store_n(&idle_tc->inbox, taken, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++)
+		__atomic_store_n(&idle_tc->inbox[i], taken[i], __ATOMIC_RELEASE);
 	pthread_mutex_lock(&idle_mu);
 	idle_stage = 2;
 	pthread_cond_broadcast(&idle_cv);
