@@ -421,18 +421,6 @@ static void chain_to_slabs(void *obj)
 
 void (*ka_tcache_post_hook)(struct ka_tcache *to);
 
-/* The bytes tc's inbox words count (read racily: for bounds and stats). */
-static size_t inbox_bytes(struct ka_tcache *tc)
-{
-	size_t bytes = 0;
-	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
-		uintptr_t v = __atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED);
-		if (v != KA_INBOX_CLOSED)
-			bytes += INBOX_BYTES(v);
-	}
-	return bytes;
-}
-
 /* Post an outbox to its owner's inbox, or free it to the slabs when the
  * inbox is closed or full. */
 static void post(struct ka_tcache *tc, struct ka_outbox *ob)
@@ -445,7 +433,7 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 	size_t units = ((size_t)ob->units + 3) >> (KA_INBOX_UNIT_SHIFT - 4); /* 16s -> 64s, rounded up */
 	size_t max = ka_load_relaxed(&to->inbox_max);
 	do {
-		if (old == KA_INBOX_CLOSED || inbox_bytes(to) + (units << KA_INBOX_UNIT_SHIFT) >= max) {
+		if (old == KA_INBOX_CLOSED || ka_tcache_inbox_bytes(to) + (units << KA_INBOX_UNIT_SHIFT) >= max) {
 			if (old != KA_INBOX_CLOSED && !ka_load_relaxed(&to->inbox_refused))
 				ka_store_relaxed(&to->inbox_refused, 1);
 			/* A failed try may have linked the tail to the inbox's chain. */
@@ -508,7 +496,12 @@ static void queue_remote(struct ka_tcache *tc, void *obj, uint32_t owner, unsign
 	tc->out_bytes += ka_classes[cls].size;
 }
 
-/* Take everything in an inbox word (taken with an exchange) into tc's bins. */
+/* The chain an inbox word holds: none when empty or closed. */
+static void *inbox_chain(uintptr_t v)
+{
+	return v == KA_INBOX_CLOSED ? NULL : (void *)INBOX_PTR(v);
+}
+
 /*
  * Take the chains of inbox words v[] (taken with exchanges) into tc's bins,
  * a step of each in turn: each step waits on a line the poster wrote on
@@ -521,7 +514,7 @@ static void drain_inbox(struct ka_tcache *tc, const uintptr_t *v)
 	void *c[KA_INBOX_SLOTS];
 	unsigned chains = 0;
 	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
-		c[i] = v[i] == KA_INBOX_CLOSED ? NULL : (void *)INBOX_PTR(v[i]);
+		c[i] = inbox_chain(v[i]);
 		chains += c[i] != NULL;
 	}
 	while (chains)
@@ -535,18 +528,33 @@ static void drain_inbox(struct ka_tcache *tc, const uintptr_t *v)
 		}
 }
 
-/* Exchange every inbox word of tc with `with` into v[]; false if all were empty. */
+/*
+ * Take every inbox word of tc into v[] with one exchange each, leaving
+ * `with` (0, or KA_INBOX_CLOSED to close it); false if none held a chain.
+ * Taking with 0 leaves a closed word closed, even one closed between the
+ * test and the exchange (trim takes other threads' inboxes while they may
+ * exit).
+ */
 static bool take_inbox(struct ka_tcache *tc, uintptr_t *v, uintptr_t with)
 {
 	bool any = false;
 	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
 		v[i] = 0;
-		if (with || __atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED)) {
-			v[i] = __atomic_exchange_n(&tc->inbox[i], with, __ATOMIC_ACQUIRE);
-			any |= v[i] != 0;
-		}
+		if (!with && __atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED) <= KA_INBOX_CLOSED)
+			continue;
+		v[i] = __atomic_exchange_n(&tc->inbox[i], with, __ATOMIC_ACQUIRE);
+		if (!with && v[i] == KA_INBOX_CLOSED)
+			__atomic_store_n(&tc->inbox[i], KA_INBOX_CLOSED, __ATOMIC_RELEASE);
+		any |= inbox_chain(v[i]) != NULL;
 	}
 	return any;
+}
+
+/* Give the chains of inbox words v[] (take_inbox) back to the slabs. */
+static void inbox_to_slabs(const uintptr_t *v)
+{
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++)
+		chain_to_slabs(inbox_chain(v[i]));
 }
 
 /* The owner's drain, at its refills and flushes: no atomic unless posted
@@ -593,15 +601,9 @@ void ka_tcache_trim(void)
 	pthread_mutex_lock(&tcaches_lock);
 	for (struct ka_list *e = live.next; e != &live; e = e->next) {
 		struct ka_tcache *tc = ka_container_of(e, struct ka_tcache, node);
-		for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
-			if (__atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED) <= KA_INBOX_CLOSED)
-				continue;
-			uintptr_t v = __atomic_exchange_n(&tc->inbox[i], 0, __ATOMIC_ACQUIRE);
-			if (v == KA_INBOX_CLOSED) /* closed between the load and the exchange */
-				__atomic_store_n(&tc->inbox[i], KA_INBOX_CLOSED, __ATOMIC_RELEASE);
-			else
-				chain_to_slabs((void *)INBOX_PTR(v));
-		}
+		uintptr_t v[KA_INBOX_SLOTS];
+		if (take_inbox(tc, v, 0))
+			inbox_to_slabs(v);
 	}
 	pthread_mutex_unlock(&tcaches_lock);
 }
@@ -1039,7 +1041,7 @@ size_t ka_tcache_held_bytes(void)
 			uint32_t m = ka_load_relaxed(&tc->max[c]), r = ka_load_relaxed(&tc->bins[c].room);
 			bytes += (size_t)(r < m ? m - r : 0) * ka_classes[c].size;
 		}
-		bytes += ka_load_relaxed(&tc->out_bytes) + inbox_bytes(tc);
+		bytes += ka_load_relaxed(&tc->out_bytes) + ka_tcache_inbox_bytes(tc);
 	}
 	pthread_mutex_unlock(&tcaches_lock);
 	return bytes;
@@ -1081,7 +1083,7 @@ void ka_tcache_validate(void)
 	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
 		uintptr_t v = __atomic_load_n(&tc->inbox[i], __ATOMIC_ACQUIRE);
 		size_t bytes = 0;
-		for (void *o = (void *)INBOX_PTR(v); o; o = chain_next(o)) {
+		for (void *o = inbox_chain(v); o; o = chain_next(o)) {
 			unsigned c = chain_class(o);
 			if (!ka_obj_marked_free(&ka_kmalloc[c], o))
 				ka_fatal("ka_tcache_validate", "unmarked object in the inbox at", o, NULL);
@@ -1119,11 +1121,8 @@ void ka_tcache_postfork(bool child)
 			continue;
 		ka_list_del(e);
 		tc->id = 0;
-		for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
-			uintptr_t v = tc->inbox[i];
-			tc->inbox[i] = KA_INBOX_CLOSED;
-			if (v != KA_INBOX_CLOSED)
-				chain_to_slabs((void *)INBOX_PTR(v));
-		}
+		uintptr_t v[KA_INBOX_SLOTS];
+		take_inbox(tc, v, KA_INBOX_CLOSED);
+		inbox_to_slabs(v);
 	}
 }

@@ -109,6 +109,18 @@ KA_INLINE uint32_t ka_bin_count(const struct ka_tcache *tc, unsigned cls)
 	return (uint32_t)tc->max[cls] - tc->bins[cls].room;
 }
 
+/* The bytes tc's inbox words count (read racily: for bounds, stats and tests). */
+KA_INLINE size_t ka_tcache_inbox_bytes(struct ka_tcache *tc)
+{
+	size_t bytes = 0;
+	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
+		uintptr_t v = __atomic_load_n(&tc->inbox[i], __ATOMIC_RELAXED);
+		if (v != KA_INBOX_CLOSED)
+			bytes += KA_INBOX_BYTES(v);
+	}
+	return bytes;
+}
+
 /* Any class: ka_tcache_free_class's argument for a free that does not know the size. */
 #define KA_ANY_CLASS 0xffffffffu
 

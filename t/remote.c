@@ -40,16 +40,6 @@ static size_t active_all(void)
 	return n;
 }
 
-static size_t inbox_bytes(struct ka_tcache *tc)
-{
-	size_t bytes = 0;
-	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
-		uintptr_t v = __atomic_load_n(&tc->inbox[i], __ATOMIC_ACQUIRE);
-		bytes += v == KA_INBOX_CLOSED ? 0 : KA_INBOX_BYTES(v);
-	}
-	return bytes;
-}
-
 static void validate_all(void)
 {
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++)
@@ -233,7 +223,7 @@ static void exit_with_outbox(void)
 	pthread_join(t, NULL);
 	/* The exiting thread sent them to this thread's inbox, and trim takes
 	 * them back to the slabs: nothing stays behind. */
-	size_t queued = inbox_bytes(ka_tc), want = (size_t)FEW * ka_classes[cls].size;
+	size_t queued = ka_tcache_inbox_bytes(ka_tc), want = (size_t)FEW * ka_classes[cls].size;
 	want = (want + (1u << KA_INBOX_UNIT_SHIFT) - 1) & ~(((size_t)1 << KA_INBOX_UNIT_SHIFT) - 1); /* one post, rounded up */
 	validate_all();
 	kalloc_malloc_trim(0);
@@ -410,7 +400,7 @@ static void inbox_bound_test(void)
 		run_cmd(CMD_ALLOC);
 		for (int i = 0; i < BOUND_OBJS; i++)
 			kalloc_free(objs[i]);
-		over += inbox_bytes(cmd_tc) > bound;
+		over += ka_tcache_inbox_bytes(cmd_tc) > bound;
 		run_cmd(CMD_DRAIN);
 		rounds++;
 		size_t want = !bound ? KA_INBOX_MIN_BYTES : bound * 2 < KA_INBOX_MAX_BYTES ? bound * 2 : KA_INBOX_MAX_BYTES;
