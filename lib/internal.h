@@ -566,8 +566,10 @@ bool ka_blocks_remove(struct ka_blocks *t, uintptr_t addr, struct ka_block *out)
 struct ka_block *ka_blocks_find(struct ka_blocks *t, uintptr_t addr); /* NULL: not there */
 uint64_t ka_mix(uint64_t x);
 uintptr_t ka_parse_hex(const char **s);
-/* The /proc/self/maps mapping holding a (no allocation, no stdio). */
+/* The /proc/self/maps mapping holding a (no allocation, no stdio; errno kept). */
 bool ka_mapping_of(uintptr_t a, uintptr_t *lo, uintptr_t *hi);
+/* The same, text: read the file's text even where the kernel answers the query (t/stack). */
+bool ka_mapping_of_how(uintptr_t a, uintptr_t *lo, uintptr_t *hi, bool text);
 
 /* --------------------------------------------------------------------- leak.c */
 /* leak:1, after kmemleak (see leak.c). Called from debug.c with no lock held:

@@ -1,13 +1,14 @@
 /*
  * t/stack.c: ka_mapping_of (lib/stack.c), which a thread's first sample
- * uses to bound its stack walks: it reads /proc/self/maps in pieces and
- * must find the mapping of any address, wherever the piece boundaries
- * fall. 300 anonymous mappings of alternating protections (so that none
+ * uses to bound its stack walks: it asks the kernel (PROCMAP_QUERY) or
+ * reads /proc/self/maps in pieces, and each way must find the mapping of
+ * any address, wherever the piece boundaries fall. 300 anonymous mappings of alternating protections (so that none
  * merge), a file mapping with a long name (a line longer than the part
  * kept of it), the stack and a global are each looked up and compared
  * with the bounds the test reads from the file with stdio; an address in
  * no mapping is not found.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,11 +42,19 @@ static bool truth(uintptr_t a, uintptr_t *lo, uintptr_t *hi)
 	return found;
 }
 
+/* Both ways agree with the truth: the kernel's query (where it has one)
+ * and the text read in pieces. */
 static int same(uintptr_t a)
 {
-	uintptr_t lo = 0, hi = 0, tlo = 1, thi = 1;
-	bool got = ka_mapping_of(a, &lo, &hi), want = truth(a, &tlo, &thi);
-	return got == want && (!got || (lo == tlo && hi == thi));
+	uintptr_t tlo = 1, thi = 1;
+	bool want = truth(a, &tlo, &thi);
+	for (int text = 0; text < 2; text++) {
+		uintptr_t lo = 0, hi = 0;
+		bool got = ka_mapping_of_how(a, &lo, &hi, text);
+		if (got != want || (got && (lo != tlo || hi != thi)))
+			return 0;
+	}
+	return 1;
 }
 
 static int global_var;
@@ -104,6 +113,11 @@ int main(void)
 	ok(same((uintptr_t)&global_var), "a global's mapping");
 	uintptr_t lo, hi;
 	munmap(m[0], pg);
-	ok(!ka_mapping_of((uintptr_t)m[0], &lo, &hi), "an address in no mapping: not found");
+	ok(!ka_mapping_of((uintptr_t)m[0], &lo, &hi) && !ka_mapping_of_how((uintptr_t)m[0], &lo, &hi, true),
+	   "an address in no mapping: not found");
+	errno = 1234;
+	ka_mapping_of((uintptr_t)&local, &lo, &hi);
+	ka_mapping_of((uintptr_t)m[0], &lo, &hi);
+	ok(errno == 1234, "errno left as it was");
 	return done_testing();
 }
