@@ -64,9 +64,10 @@ void ka_tcache_charge(size_t bytes);
 #define KA_TCACHE_FREE_CHARGE (16 * KA_PAGE_SIZE)
 void ka_tcache_free_slow(void *p, const char *func);
 /* A slow free's common remote case (a kmalloc object of another thread's,
- * onto an outbox queued for its owner), made only when it needs no lock,
- * no system call and no tick, so that errno is left alone: false if it was
- * not made. Misuse is fatal there as in ka_tcache_free_slow. */
+ * onto an outbox queued for its owner), made only when it needs no post,
+ * so no lock and no system call, and errno is left alone: false if it was
+ * not made. It is charged to housekeeping when its outbox is posted.
+ * Misuse is fatal there as in ka_tcache_free_slow. */
 bool ka_tcache_free_remote(void *p, const char *func);
 /* Fatal unless p is a live object of slab s (not freed, not inside one). */
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);

@@ -8,8 +8,8 @@
  *    bytes, counted for the sample clock, are not counted for housekeeping
  *    a second time);
  *  - a remote free (onto an outbox already queued for the owner: the
- *    quick path) is charged to housekeeping's clock only, never to the
- *    sample clock, as the slow path charges it;
+ *    quick path) moves no clock; the post of its outbox charges all it
+ *    held to housekeeping's clock only, never to the sample clock;
  *  - a sampled block resized in place within its pages (no lock taken)
  *    and past them (a new line) shows its exact size in the profile at
  *    every step, and none once freed;
@@ -128,21 +128,27 @@ static void *smalls_thread(void *arg)
 	return NULL;
 }
 
-#define REMOTES 20 /* fewer than an outbox holds */
+#define REMOTES 64 /* more than an outbox holds */
 static void *remote_obj[REMOTES];
 static int64_t s_clock[2], hk_clock[2];
+static int queued_moved, posted_at = -1;
 
 /* Frees the main thread's objects: the first queues an outbox for it, the
- * rest go onto it. Each clock is the countdown plus its slack (tcache.c). */
+ * rest go onto it (the quick path) until one fills it and it is posted.
+ * Each clock is the countdown plus its slack (tcache.c). */
 static void *remote_frees(void *arg)
 {
 	(void)arg;
 	kalloc_free(kalloc_malloc(32)); /* a live cache, the clocks armed */
-	kalloc_free(remote_obj[0]);
 	s_clock[0] = ka_tls.tick + ka_tls.s_slack;
 	hk_clock[0] = ka_tls.tick + ka_tls.hk_slack;
-	for (int i = 1; i < REMOTES; i++)
+	for (int i = 0; i < REMOTES && posted_at < 0; i++) {
 		kalloc_free(remote_obj[i]);
+		if (ka_tc->out_bytes == 0)
+			posted_at = i;
+		else if (ka_tls.tick + ka_tls.hk_slack != hk_clock[0])
+			queued_moved++;
+	}
 	s_clock[1] = ka_tls.tick + ka_tls.s_slack;
 	hk_clock[1] = ka_tls.tick + ka_tls.hk_slack;
 	return NULL;
@@ -171,10 +177,14 @@ static void remote_free_charge(void)
 	pthread_create(&t, NULL, remote_owner, &sampled);
 	pthread_join(t, NULL);
 	ka_opt.prof_sample = rate;
-	ok(sampled == 0 && s_clock[1] == s_clock[0] && hk_clock[0] - hk_clock[1] == (REMOTES - 1) * 64,
-	   "%d remote frees of 64 B: housekeeping's clock %" PRId64 " B down (%d expected), the sample clock %" PRId64
+	int64_t want = (posted_at + 1) * 64;
+	ok(sampled == 0 && posted_at > 0 && queued_moved == 0,
+	   "remote frees of 64 B queued on an outbox move no clock (%d moved one), until free number %d posts it", queued_moved,
+	   posted_at + 1);
+	ok(posted_at > 0 && s_clock[1] == s_clock[0] && hk_clock[0] - hk_clock[1] == want,
+	   "the post charges them all to housekeeping's clock: %" PRId64 " B down (%" PRId64 " expected), the sample clock %" PRId64
 	   " B (0 expected; %d of the objects sampled)",
-	   REMOTES - 1, hk_clock[0] - hk_clock[1], (REMOTES - 1) * 64, s_clock[0] - s_clock[1], sampled);
+	   hk_clock[0] - hk_clock[1], want, s_clock[0] - s_clock[1], sampled);
 }
 
 int main(int argc, char **argv)
