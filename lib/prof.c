@@ -92,9 +92,11 @@ static double ln(double x)
 	bits = (bits & ((1ull << 52) - 1)) | (1023ull << 52);
 	double m;
 	memcpy(&m, &bits, sizeof m);
-	double t = (m - 1) / (m + 1), t2 = t * t, sum = 0;
-	for (int k = 13; k >= 1; k -= 2)
-		sum = sum * t2 + 1.0 / k;
+	double t = (m - 1) / (m + 1), t2 = t * t;
+	/* Horner's rule with the coefficients 1/k folded at compile time (a
+	 * loop over k divided at run time: 7 divisions, 127 instructions a
+	 * draw in bench/wl/frag). */
+	double sum = ((((((1.0 / 13 * t2 + 1.0 / 11) * t2 + 1.0 / 9) * t2 + 1.0 / 7) * t2 + 1.0 / 5) * t2 + 1.0 / 3) * t2 + 1);
 	return e * LN2 + 2 * t * sum;
 }
 
