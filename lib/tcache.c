@@ -96,8 +96,6 @@
 #define OUTBOX_BYTES 32768
 #define INBOX_MIN_BYTES KA_INBOX_MIN_BYTES
 #define INBOX_MAX_BYTES KA_INBOX_MAX_BYTES
-#define INBOX_PTR(v) ((v) & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1))
-#define INBOX_BYTES(v) KA_INBOX_BYTES(v)
 
 _Static_assert(INBOX_MAX_BYTES >> KA_INBOX_UNIT_SHIFT <= (1u << (64 - KA_INBOX_SHIFT)), "the inbox count stays below INBOX_MAX_BYTES and fits its bits");
 _Static_assert(OUTBOX_BYTES + KA_SMALL_MAX < (1u << 16) << 4, "an outbox's count fits");
@@ -441,7 +439,7 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 			chain_to_slabs(ob->head);
 			goto done;
 		}
-		*(void **)ob->tail = ka_link_encode((void *)INBOX_PTR(old), ob->tail);
+		*(void **)ob->tail = ka_link_encode((void *)KA_INBOX_PTR(old), ob->tail);
 		if (KA_UNLIKELY(ka_tcache_post_hook != NULL))
 			ka_tcache_post_hook(to);
 		nw = (uintptr_t)ob->head | (((old >> KA_INBOX_SHIFT) + units) << KA_INBOX_SHIFT);
@@ -499,7 +497,7 @@ static void queue_remote(struct ka_tcache *tc, void *obj, uint32_t owner, unsign
 /* The chain an inbox word holds: none when empty or closed. */
 static void *inbox_chain(uintptr_t v)
 {
-	return v == KA_INBOX_CLOSED ? NULL : (void *)INBOX_PTR(v);
+	return v == KA_INBOX_CLOSED ? NULL : (void *)KA_INBOX_PTR(v);
 }
 
 /*
@@ -1088,8 +1086,8 @@ void ka_tcache_validate(void)
 				ka_fatal("ka_tcache_validate", "unmarked object in the inbox at", o, NULL);
 			bytes += ka_classes[c].size;
 		}
-		if (bytes > INBOX_BYTES(v)) /* posts may land while we walk: never fewer counted */
-			ka_fatal("ka_tcache_validate", "inbox count wrong", (void *)INBOX_PTR(v), NULL);
+		if (bytes > KA_INBOX_BYTES(v)) /* posts may land while we walk: never fewer counted */
+			ka_fatal("ka_tcache_validate", "inbox count wrong", (void *)KA_INBOX_PTR(v), NULL);
 	}
 }
 

@@ -410,6 +410,7 @@ struct ka_tls {
  * grown bound and the most it doubles to (tcache.c says why). */
 #define KA_INBOX_UNIT_SHIFT 6
 #define KA_INBOX_BYTES(v) (((v) >> KA_INBOX_SHIFT) << KA_INBOX_UNIT_SHIFT)
+#define KA_INBOX_PTR(v) ((v) & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1))
 #define KA_INBOX_MIN_BYTES ((size_t)64 << 10)
 #define KA_INBOX_MAX_BYTES ((size_t)4 << 20)
 

@@ -318,7 +318,7 @@ static void idle_owner_test(void)
 	size_t queued = 0;
 	for (unsigned i = 0; i < KA_INBOX_SLOTS; i++) {
 		uintptr_t v = __atomic_load_n(&idle_tc->inbox[i], __ATOMIC_ACQUIRE);
-		for (void *o = (void *)(v & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1)); o; o = ka_link_decode(*(void **)o, o))
+		for (void *o = (void *)KA_INBOX_PTR(v); o; o = ka_link_decode(*(void **)o, o))
 			queued += 1024;
 	}
 	size_t held = ka_tcache_held_bytes();
