@@ -232,6 +232,8 @@ static bool grow(void)
 	}
 	c->base = (uintptr_t)base;
 	c->source = (uint8_t)source;
+	uint32_t *flat = ka_map_open_tags(c->base);
+	c->tagv = flat ? flat : c->tags;
 	bool mapped = ka_map_set(c->base, KA_CHUNK_SIZE, ka_map_chunk_entry(c)) == 0;
 	if (!mapped) {
 		ka_map_set(c->base, KA_CHUNK_SIZE, 0);
@@ -278,6 +280,11 @@ static void release_chunks(struct ka_list *out)
 		struct ka_chunk *c = ka_container_of(out->next, struct ka_chunk, node);
 		ka_list_del(&c->node);
 		ka_map_set(c->base, KA_CHUNK_SIZE, 0);
+		/* Its page of the flat tag table holds zeros only (every page of
+		 * it is free): purged before the unmap, since once the address is
+		 * the OS's a new chunk there may write tags. */
+		if (c->tagv != c->tags)
+			ka_os_purge(c->tagv, KA_PAGE_SIZE);
 		bool kept;
 		bool gone = ka_os_unmap((void *)c->base, KA_CHUNK_SIZE, c->source, &kept) == 0 && !kept;
 		if (!gone)
@@ -863,6 +870,8 @@ void ka_buddy_validate(void)
 		chunks++;
 		CHECK(ka_map_entry(c->base) == (ka_map_chunk_entry(c)), "map entry wrong for chunk",
 		      (void *)c->base);
+		CHECK(c->tagv == c->tags || c->tagv == KA_TAGS_FLAT + (c->base >> KA_PAGE_SHIFT),
+		      "tags misplaced for chunk", (void *)c->base);
 		for (size_t i = 0; i < KA_CHUNK_PAGES;) {
 			struct ka_page *pg = &c->pages[i];
 			void *a = (void *)(c->base + (i << KA_PAGE_SHIFT));
@@ -872,7 +881,7 @@ void ka_buddy_validate(void)
 			CHECK(n >= 1 && i + n <= KA_CHUNK_PAGES, "block overruns its chunk at", a);
 			if (kind == KA_PG_FREE) {
 				CHECK((i & (n - 1)) == 0, "free block misaligned at", a);
-				CHECK(c->tags[i] == 0, "free block has a slab tag at", a);
+				CHECK(c->tagv[i] == 0, "free block has a slab tag at", a);
 				bool clean = pg->flags & KA_PGF_CLEAN;
 				nr[pg->order][list_type(pg, pg->order)][clean]++;
 				free_pages += n;
@@ -888,7 +897,7 @@ void ka_buddy_validate(void)
 				CHECK(c->pages[i + j].kind == KA_PG_TAIL, "overlapping blocks at",
 				      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
 				if (kind != KA_PG_SLAB)
-					CHECK(c->tags[i + j] == 0, "stale slab tag at",
+					CHECK(c->tagv[i + j] == 0, "stale slab tag at",
 					      (void *)(c->base + ((i + j) << KA_PAGE_SHIFT)));
 			}
 			i += n;

@@ -189,47 +189,69 @@ KA_INLINE uintptr_t ka_map_entry(uintptr_t a)
 	return ka_load_relaxed(&leaf->entry[(a >> KA_CHUNK_SHIFT) & (KA_MAP_LEAF_SIZE - 1)]);
 }
 
-extern uintptr_t ka_map_flat_limit; /* KA_MAP_FLAT_SIZE, or 0 when not reserved */
+extern uintptr_t ka_tags_limit; /* KA_TAGS_FLAT_SIZE, or 0 when not reserved */
 void ka_map_init(void);
 
-/* The free fast path's lookup: a chunk's entry, or 0 for anything else
- * (huge mappings, foreign or non-canonical addresses, no flat map). */
-KA_INLINE uintptr_t ka_map_chunk_fast(uintptr_t a)
+/*
+ * The free fast path's look-up: the tag of the page holding a from the
+ * flat table, 0 for an address it does not hold a tag of (huge mappings,
+ * foreign or non-canonical addresses, a chunk whose tags are in its
+ * metadata, no table). Its load depends on a alone, so it issues beside
+ * the bound's, not after a map entry's (ka_tcache_free_class).
+ */
+KA_INLINE uint32_t ka_tag_fast(uintptr_t a)
 {
-	uintptr_t i = a >> KA_CHUNK_SHIFT;
-	if (KA_UNLIKELY(i >= ka_map_flat_limit))
+	uintptr_t i = a >> KA_PAGE_SHIFT;
+	if (KA_UNLIKELY(i >= ka_tags_limit))
 		return 0;
-	const uintptr_t *m = KA_MAP_FLAT;
-	__asm__("" : "+r"(m)); /* else gcc adds the index with a lea of its own */
-	return ka_load_relaxed(&m[i]);
+	const uint32_t *t = KA_TAGS_FLAT;
+	__asm__("" : "+r"(t)); /* else gcc adds the index with a lea of its own */
+	return ka_load_relaxed(&t[i]);
+}
+
+KA_INLINE struct ka_chunk *ka_entry_chunk(uintptr_t e)
+{
+	return (struct ka_chunk *)(e - KA_MAP_CHUNK);
 }
 
 /* The tag (types.h, struct ka_chunk) of the page holding a, for a map entry e of a chunk. */
 KA_INLINE uint32_t *ka_map_tag(uintptr_t e, uintptr_t a)
 {
-	/* Indexed, not added in bytes: the load then scales the page number itself. */
-	return (uint32_t *)(e - KA_MAP_CHUNK) + (a >> KA_PAGE_SHIFT);
+	return ka_entry_chunk(e)->tagv + ((a >> KA_PAGE_SHIFT) & (KA_CHUNK_PAGES - 1));
 }
 
-/* The descriptor of the page whose tag is at t. */
-KA_INLINE struct ka_page *ka_tag_page(const uint32_t *t)
+/* The tag of the page holding a: 0 outside buddy chunks' slabs. */
+KA_INLINE uint32_t ka_tag_of(uintptr_t a)
 {
-	struct ka_chunk *c = (struct ka_chunk *)((uintptr_t)t & ~(KA_CHUNK_META_ALIGN - 1));
-	return &c->pages[t - c->tags];
+	uint32_t t = ka_tag_fast(a);
+	if (t)
+		return t;
+	uintptr_t e = ka_map_entry(a);
+	return (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
+}
+
+/* The descriptor of the page holding a, for a map entry e of a chunk. */
+KA_INLINE struct ka_page *ka_entry_page(uintptr_t e, uintptr_t a)
+{
+	return &ka_entry_chunk(e)->pages[(a >> KA_PAGE_SHIFT) & (KA_CHUNK_PAGES - 1)];
 }
 
 /* The descriptor of the page holding `p` if p is in a buddy chunk, else NULL. */
 KA_INLINE struct ka_page *ka_map_page(const void *p)
 {
 	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
-	return (e & KA_MAP_CHUNK) ? ka_tag_page(ka_map_tag(e, a)) : NULL;
+	return (e & KA_MAP_CHUNK) ? ka_entry_page(e, a) : NULL;
 }
 
-/* The map entry of a buddy chunk (see types.h); wraps around on purpose. */
+/* The map entry of a buddy chunk (see types.h). */
 KA_INLINE uintptr_t ka_map_chunk_entry(const struct ka_chunk *c)
 {
-	return ((uintptr_t)c->tags - ((c->base >> KA_PAGE_SHIFT) << 2)) | KA_MAP_CHUNK;
+	return (uintptr_t)c | KA_MAP_CHUNK;
 }
+
+/* Where the tags of a new chunk at base go: the flat table's, made writable
+ * (a system call: no lock held), or NULL when they must stay in its metadata. */
+uint32_t *ka_map_open_tags(uintptr_t base);
 
 /* Set the entry of every granule that [base, base+size) touches. 0 or ENOMEM. */
 int ka_map_set(uintptr_t base, size_t size, uintptr_t entry);
@@ -258,7 +280,7 @@ KA_INLINE void *ka_page_addr(const struct ka_page *pg)
 }
 KA_INLINE uint32_t *ka_page_tag(const struct ka_page *pg)
 {
-	return &ka_page_chunk(pg)->tags[ka_page_index(pg)];
+	return &ka_page_chunk(pg)->tagv[ka_page_index(pg)];
 }
 
 /*
@@ -391,10 +413,9 @@ struct ka_cache *ka_cache_create(const char *name, size_t size, size_t align, un
 				 void (*ctor)(void *));
 /* 0, or EBUSY when objects are still live (the cache is then kept). */
 int ka_cache_destroy(struct ka_cache *c);
-/* The slab of the page whose tag (nonzero) is at t. */
-KA_INLINE struct ka_slab *ka_tag_slab(const uint32_t *t)
+/* The slab of a page whose tag is nonzero. */
+KA_INLINE struct ka_slab *ka_page_slab(const struct ka_page *pg)
 {
-	struct ka_page *pg = ka_tag_page(t);
 	struct ka_page *head = &ka_page_chunk(pg)->pages[pg->head];
 	return head->kind == KA_PG_SLAB ? &head->slab : NULL;
 }

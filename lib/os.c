@@ -19,11 +19,11 @@
 static pthread_mutex_t os_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t brk_end; /* end of kalloc's last brk piece, 0 if none */
 static bool brk_failed;   /* the break could not grow once: stop trying */
-static bool (*fail_hook)(void);
+static bool (*fail_hook)(const char *call);
 /* Counted on every map, unmap and purge: slow paths only. */
 static size_t mapped_heap, mapped_meta, peak_heap, returned;
 
-void ka_os_set_fail_hook(bool (*hook)(void)) { fail_hook = hook; }
+void ka_os_set_fail_hook(bool (*hook)(const char *call)) { fail_hook = hook; }
 
 __thread unsigned ka_locks_held;
 static bool check_locks = KA_DEBUG;
@@ -65,10 +65,10 @@ static void count(size_t *c, size_t add, bool sub)
 		;
 }
 
-static bool failing(void)
+static bool failing(const char *call)
 {
-	bool (*h)(void) = fail_hook;
-	if (h && h()) {
+	bool (*h)(const char *) = fail_hook;
+	if (h && h(call)) {
 		errno = ENOMEM;
 		return true;
 	}
@@ -89,7 +89,7 @@ static void *map_raw(size_t size, int flags)
  */
 static void *map_aligned(size_t size, size_t align, int flags)
 {
-	if (failing())
+	if (failing("mmap"))
 		return NULL;
 	char *p = map_raw(size, flags);
 	if (!p || ((uintptr_t)p & (align - 1)) == 0)
@@ -146,7 +146,7 @@ out:
 void *ka_os_map_aligned(size_t size, size_t align, int *source)
 {
 	void *p;
-	if (ka_opt.page_source == KA_PAGE_SOURCE_BRK && !failing()) {
+	if (ka_opt.page_source == KA_PAGE_SOURCE_BRK && !failing("brk")) {
 		p = brk_grow(size, align);
 		if (p) {
 			*source = KA_SRC_BRK;
@@ -177,27 +177,33 @@ void *ka_os_map_meta(size_t size, size_t align)
 
 void *ka_os_reserve(size_t size, uintptr_t at)
 {
-	void *p;
-	if (at) {
-		if (failing())
-			return NULL;
-		no_lock_held("mmap");
-		p = mmap((void *)at, size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-		if (p == MAP_FAILED)
-			return NULL;
-		if (p != (void *)at) { /* a kernel before 4.17 took the address as a hint */
-			munmap(p, size);
-			return NULL;
-		}
-	} else {
-		p = map_aligned(size, KA_PAGE_SIZE, MAP_NORESERVE);
+	if (failing("mmap"))
+		return NULL;
+	no_lock_held("mmap");
+	void *p = mmap((void *)at, size, PROT_READ,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (p != (void *)at) { /* a kernel before 4.17 took the address as a hint */
+		munmap(p, size);
+		return NULL;
 	}
 #ifdef MADV_DONTDUMP
-	if (p)
-		madvise(p, size, MADV_DONTDUMP); /* a core file need not hold its zeros */
+	madvise(p, size, MADV_DONTDUMP); /* a core file need not hold its zeros */
 #endif
 	return p;
+}
+
+int ka_os_open(void *addr, size_t size)
+{
+	int saved = errno, err = 0; /* a refusal here is no failure of the caller's */
+	no_lock_held("mprotect");
+	if (failing("mprotect"))
+		err = ENOMEM;
+	else if (mprotect(addr, size, PROT_READ | PROT_WRITE) != 0)
+		err = errno;
+	errno = saved;
+	return err;
 }
 
 int ka_os_unmap(void *addr, size_t size, int source, bool *kept)
@@ -254,7 +260,7 @@ void ka_os_unmap_file(const char *path, void *addr, size_t size)
 
 void *ka_os_remap(void *addr, size_t old_size, size_t new_size, size_t align)
 {
-	if (new_size > old_size && failing())
+	if (new_size > old_size && failing("mremap"))
 		return NULL;
 	no_lock_held("mremap");
 	void *p = mremap(addr, old_size, new_size, 0);

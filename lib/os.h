@@ -29,13 +29,15 @@ void *ka_os_map_region(size_t size, size_t align, int *source);
 void *ka_os_map_meta(size_t size, size_t align);
 
 /*
- * Reserve `size` bytes of address space (MAP_NORESERVE, left out of core
- * dumps) that is touched sparsely and never given back; not counted as
- * metadata, since only the pages written become memory. At address `at`
- * exactly when it is not 0, never replacing a mapping there. NULL if refused
- * (ulimit -v, strict overcommit, `at` taken).
+ * Reserve `size` bytes of address space at address `at` exactly, never
+ * replacing a mapping there: read-only (so neither charged under strict
+ * overcommit nor backed: reads see zeros) and left out of core dumps,
+ * never given back. Not counted as metadata. NULL if refused (ulimit -v,
+ * `at` taken).
  */
 void *ka_os_reserve(size_t size, uintptr_t at);
+/* Make part of a reservation writable (charged then): 0 or an errno. */
+int ka_os_open(void *addr, size_t size);
 /*
  * Give a range back. An mmap range is unmapped; a brk range is released only
  * when it is the top of the break and the break is still where kalloc left
@@ -64,8 +66,9 @@ uint64_t ka_os_now_ms(void);
  */
 void ka_os_check_locks(bool on);
 
-/* Test hook: when set and returning true, the next map call fails (ENOMEM). */
-void ka_os_set_fail_hook(bool (*hook)(void));
+/* Test hook: asked before each map call with the call's name ("mmap",
+ * "brk", "mprotect", "mremap"); returning true makes it fail (ENOMEM). */
+void ka_os_set_fail_hook(bool (*hook)(const char *call));
 
 /* Fork: take the OS lock before fork, release (parent) or reset (child) after. */
 void ka_os_prefork(void);

@@ -11,11 +11,12 @@
  *  - entries change under map_lock and are read with relaxed loads: a reader
  *    that sees a stale entry was asking about memory that is not live (a
  *    use after free), and gets metadata that is stale but mapped.
- *  - the flat map, when its reservation succeeded, repeats every chunk
- *    entry (not the huge ones: their frees go slow anyway) at index
- *    address >> KA_CHUNK_SHIFT, for the free fast path: one bound test and
- *    one load from a constant address instead of the canonical test and
- *    two loads. When it could not be reserved there (refused, or the
+ *  - the flat tag table (types.h, KA_TAGS_FLAT), when its reservation
+ *    succeeded, holds the tags of every chunk whose tags page could be made
+ *    writable (ka_map_open_tags): free's fast path reads a tag there with
+ *    no map look-up. It is never unmapped, and its pages are never made
+ *    read-only again: a tag read there is always of mapped memory, 0 for
+ *    pages no slab holds. When it could not be reserved (refused, or the
  *    program holds the address: t/map-taken) its limit is 0, and every
  *    free takes the slow path, which reads the radix tree: correct, slower.
  */
@@ -24,12 +25,22 @@
 static struct ka_map_leaf empty_leaf;
 struct ka_map_leaf *ka_map_root[KA_MAP_ROOT_SIZE] = {[0 ... KA_MAP_ROOT_SIZE - 1] = &empty_leaf};
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
-uintptr_t ka_map_flat_limit;
+uintptr_t ka_tags_limit;
 
 void ka_map_init(void)
 {
-	if (ka_os_reserve(KA_MAP_FLAT_SIZE * sizeof(uintptr_t), (uintptr_t)KA_MAP_FLAT))
-		__atomic_store_n(&ka_map_flat_limit, KA_MAP_FLAT_SIZE, __ATOMIC_RELEASE);
+	if (ka_os_reserve(KA_TAGS_FLAT_SIZE * sizeof(uint32_t), (uintptr_t)KA_TAGS_FLAT))
+		__atomic_store_n(&ka_tags_limit, KA_TAGS_FLAT_SIZE, __ATOMIC_RELEASE);
+}
+
+uint32_t *ka_map_open_tags(uintptr_t base)
+{
+	uint32_t *t = KA_TAGS_FLAT + (base >> KA_PAGE_SHIFT);
+	if (!ka_load_relaxed(&ka_tags_limit) || base >= KA_ADDR_LIMIT)
+		return NULL;
+	/* A chunk's tags fill one page exactly: no neighbour's are opened. */
+	_Static_assert(KA_CHUNK_PAGES * sizeof(uint32_t) == KA_PAGE_SIZE, "a chunk's tags are a page");
+	return ka_os_open(t, KA_PAGE_SIZE) == 0 ? t : NULL;
 }
 
 int ka_map_set(uintptr_t base, size_t size, uintptr_t entry)
@@ -53,8 +64,6 @@ int ka_map_set(uintptr_t base, size_t size, uintptr_t entry)
 			__atomic_store_n(slot, leaf, __ATOMIC_RELEASE);
 		}
 		__atomic_store_n(&leaf->entry[g & (KA_MAP_LEAF_SIZE - 1)], entry, __ATOMIC_RELEASE);
-		if (ka_map_flat_limit && (!entry || (entry & KA_MAP_CHUNK)) && KA_MAP_FLAT[g] != entry)
-			__atomic_store_n(&KA_MAP_FLAT[g], entry, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&map_lock);
 	return err;

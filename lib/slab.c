@@ -57,8 +57,7 @@ struct ka_slab *ka_slab_of(const void *p)
 	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
 	if (!(e & KA_MAP_CHUNK))
 		return NULL;
-	uint32_t *t = ka_map_tag(e, a);
-	return ka_load_relaxed(t) ? ka_tag_slab(t) : NULL;
+	return ka_load_relaxed(ka_map_tag(e, a)) ? ka_page_slab(ka_entry_page(e, a)) : NULL;
 }
 
 static struct ka_list *list_head(struct ka_cache *c, int list)

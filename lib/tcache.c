@@ -366,24 +366,14 @@ KA_INLINE void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 
 /* ------------------------------------------------------------ remote frees */
 
-/* ka_map_entry(a), from the flat map when it covers a chunk there: one load
- * of a line the free fast path has just read, where the radix tree takes two
- * dependent ones. */
-KA_INLINE uintptr_t map_entry(uintptr_t a)
-{
-	uintptr_t e = ka_map_chunk_fast(a);
-	return e ? e : ka_map_entry(a);
-}
-
 /*
  * The kmalloc class of an object found on a chain, checked: it must be the
  * start of an object of a kmalloc slab. A corrupted link ends here.
  */
 KA_INLINE unsigned chain_class(void *obj)
 {
-	uintptr_t a = (uintptr_t)obj, e = map_entry(a);
-	uint32_t tag = (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
-	unsigned cls = tag & 0xff;
+	uintptr_t a = (uintptr_t)obj;
+	unsigned cls = ka_tag_of(a) & 0xff;
 	if (!cls || cls >= KA_NR_CLASSES || !ka_class_obj_ok(cls, a))
 		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, NULL);
 	return cls;
@@ -897,10 +887,10 @@ void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func)
 	check_object(p, s, func, "use of a freed block");
 }
 
-/* A free of a kmalloc object of cls, tagged tag at tagp, marked free here:
+/* A free of a kmalloc object of cls, tagged tag, marked free here:
  * into the bin (a full one, the fast path's only other way here), the
  * owner's outbox, or the freeing cache's bin after adopting the slab. */
-static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t tag, unsigned cls)
+static void free_small(struct ka_tcache *tc, void *p, uint32_t tag, unsigned cls)
 {
 	((uint64_t *)p)[1] = ka_key_of(p);
 	for (;;) {
@@ -925,11 +915,11 @@ static void free_small(struct ka_tcache *tc, uint32_t *tagp, void *p, uint32_t t
 			return;
 		}
 		/* No owner, or a retired one: the slab becomes ours. */
-		if (ka_slab_adopt(ka_tag_slab(tagp), owner, tc->id8 >> 8)) {
+		if (ka_slab_adopt(ka_slab_of(p), owner, tc->id8 >> 8)) {
 			bin_take(tc, cls, p);
 			return;
 		}
-		tag = ka_load_relaxed(tagp);
+		tag = ka_tag_of((uintptr_t)p);
 	}
 }
 
@@ -957,16 +947,15 @@ KA_INLINE bool free_remote_quick(struct ka_tcache *tc, void *p, uint32_t tag, un
 /*
  * A slow free's look-up and checks for a kmalloc object (check_object's, by
  * the class alone, with no descriptor read): its class, or 0 if p is no
- * kmalloc object; its tag's address in *tagp (NULL outside buddy chunks)
- * and the tag in *tag either way. Misuse is fatal, naming func.
+ * kmalloc object; its tag in *tag either way (0 outside slabs). Misuse is
+ * fatal, naming func.
  */
-KA_INLINE unsigned small_checked(void *p, const char *func, uint32_t **tagp, uint32_t *tag)
+KA_INLINE unsigned small_checked(void *p, const char *func, uint32_t *tag)
 {
-	uintptr_t a = (uintptr_t)p, e = map_entry(a);
-	if (!e)
+	uintptr_t a = (uintptr_t)p;
+	*tag = ka_tag_of(a);
+	if (!*tag && !ka_map_entry(a))
 		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
-	*tagp = (e & KA_MAP_CHUNK) ? ka_map_tag(e, a) : NULL;
-	*tag = *tagp ? ka_load_relaxed(*tagp) : 0;
 	unsigned cls = *tag & 0xff;
 	if (!cls || cls >= KA_NR_CLASSES)
 		return 0;
@@ -979,8 +968,8 @@ KA_INLINE unsigned small_checked(void *p, const char *func, uint32_t **tagp, uin
 
 bool ka_tcache_free_remote(void *p, const char *func)
 {
-	uint32_t *tagp, tag;
-	unsigned cls = small_checked(p, func, &tagp, &tag);
+	uint32_t tag;
+	unsigned cls = small_checked(p, func, &tag);
 	if (!cls || tc_state != TC_LIVE)
 		return false;
 	return free_remote_quick(ka_tc, p, tag, cls);
@@ -991,8 +980,8 @@ void ka_tcache_free_slow(void *p, const char *func)
 	if (!p)
 		return;
 	/* One map lookup for the tag and the slab (the remote frees come here). */
-	uint32_t *tagp, tag;
-	unsigned cls = small_checked(p, func, &tagp, &tag);
+	uint32_t tag;
+	unsigned cls = small_checked(p, func, &tag);
 	if (cls) {
 		/* A kmalloc object: the bin, the owner's outbox or an adoption;
 		 * the slabs under their lock for a cacheless thread. (api.c's
@@ -1004,7 +993,7 @@ void ka_tcache_free_slow(void *p, const char *func)
 			 * on them since: free_remote_quick charges nothing), this
 			 * object unless it stays queued. */
 			size_t queued = tc->out_bytes + charge;
-			free_small(tc, tagp, p, tag, cls);
+			free_small(tc, p, tag, cls);
 			charge = queued - tc->out_bytes;
 		} else {
 			ka_cache_free(&ka_kmalloc[cls], p, func);
@@ -1013,7 +1002,7 @@ void ka_tcache_free_slow(void *p, const char *func)
 			ka_tcache_charge(charge);
 		return;
 	}
-	struct ka_slab *s = tag ? ka_tag_slab(tagp) : NULL;
+	struct ka_slab *s = tag ? ka_slab_of(p) : NULL;
 	if (!s) {
 		ka_large_free(p, func);
 		ka_tcache_charge(KA_TCACHE_FREE_CHARGE);

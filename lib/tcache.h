@@ -132,24 +132,22 @@ KA_INLINE size_t ka_tcache_inbox_bytes(struct ka_tcache *tc)
  */
 KA_INLINE bool ka_tcache_free_class(void *ptr, uint32_t want)
 {
-	uintptr_t a = (uintptr_t)ptr, e = ka_map_chunk_fast(a);
-	if (KA_LIKELY(e & KA_MAP_CHUNK)) {
-		struct ka_tcache *tc = ka_tc;
-		/* < 256 exactly when the slab's owner is this thread; then it is the class. */
-		uint32_t cls = ka_load_relaxed(ka_map_tag(e, a)) ^ tc->id8;
-		if (KA_LIKELY(cls < 256 && (want == KA_ANY_CLASS || cls == want))) {
-			struct ka_bin *b = &tc->bins[cls];
-			char *p = ptr;
-			uint64_t *key = (uint64_t *)p + 1;
-			uint64_t mark = tc->key ^ a;
-			if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark &&
-				      b->room != 0)) {
-				*key = mark;
-				*(uintptr_t *)p = ka_link_code((uintptr_t)b->head, a, tc->secret);
-				b->head = p;
-				b->room--;
-				return true;
-			}
+	uintptr_t a = (uintptr_t)ptr;
+	struct ka_tcache *tc = ka_tc;
+	/* < 256 exactly when the slab's owner is this thread; then it is the class. */
+	uint32_t cls = ka_tag_fast(a) ^ tc->id8;
+	if (KA_LIKELY(cls < 256 && (want == KA_ANY_CLASS || cls == want))) {
+		struct ka_bin *b = &tc->bins[cls];
+		char *p = ptr;
+		uint64_t *key = (uint64_t *)p + 1;
+		uint64_t mark = tc->key ^ a;
+		if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark &&
+			      b->room != 0)) {
+			*key = mark;
+			*(uintptr_t *)p = ka_link_code((uintptr_t)b->head, a, tc->secret);
+			b->head = p;
+			b->room--;
+			return true;
 		}
 	}
 	return false;

@@ -60,12 +60,10 @@
 #define KA_MAP_LEAF_SIZE ((size_t)1 << KA_MAP_LEAF_BITS)
 
 /*
- * A map entry is 0 (not kalloc's); for a buddy chunk, the address its page
- * tags would have for page number 0 (c->tags - base/4096, so that the tag
- * of address a is at entry + (a >> 12) * 4, one shift and one add on the
- * free fast path) with KA_MAP_CHUNK set; or a struct ka_huge
- * pointer with KA_MAP_HUGE set (a dedicated mapping; the entry is repeated
- * for every chunk-sized granule the mapping touches).
+ * A map entry is 0 (not kalloc's); for a buddy chunk, its struct ka_chunk
+ * pointer with KA_MAP_CHUNK set; or a struct ka_huge pointer with
+ * KA_MAP_HUGE set (a dedicated mapping; the entry is repeated for every
+ * chunk-sized granule the mapping touches).
  */
 #define KA_MAP_CHUNK ((uintptr_t)1)
 #define KA_MAP_HUGE ((uintptr_t)2)
@@ -76,18 +74,26 @@ struct ka_map_leaf {
 };
 
 /*
- * The flat map of chunk entries (pagemap.c): 2^25 words, 256 MiB reserved
- * at a fixed address, so that free's lookup is an immediate and one load,
- * not a load of the map's address and then the entry (pair/32 3.91 ->
- * 3.79 ns). 448 GiB is where Linux puts nothing on x86-64 unasked (the
- * break follows the program, near 85 TiB for PIE, 4 MiB otherwise; mmap
- * and stacks sit below 128 TiB) and where ThreadSanitizer and
- * MemorySanitizer allow programs' mappings (TSan ends a process that maps
- * outside them: at 16 TiB it did). When it is taken anyway (ASan's shadow
- * gap is there) the limit stays 0 and frees take the radix tree.
+ * The flat tag table (pagemap.c): the tag (struct ka_chunk) of every page
+ * of the 47-bit address space, 2^35 words of 4 bytes at a fixed address,
+ * so that free reads an address's tag with one load that depends on the
+ * address alone: no map entry on the way, whose load the tag's used to
+ * wait for (pair/32: see ka_tag_fast). 128 GiB of address space reserved
+ * read-only, and so neither charged nor backed: a read of a page no chunk
+ * has written maps the zero page, and a tag of 0 sends a free to the slow
+ * path. A chunk's 4 KiB of tags, one page of the table, is made writable
+ * when the chunk appears and purged when it goes.
+ * 384 to 512 GiB is where Linux puts nothing on x86-64 unasked (the break
+ * follows the program, near 85 TiB for PIE, 4 MiB otherwise; mmap and
+ * stacks sit below 128 TiB) and where ThreadSanitizer and MemorySanitizer
+ * allow programs' mappings (TSan ends a process that maps outside them: at
+ * 16 TiB it did). When it cannot be had (taken, as by ASan's shadow gap, or
+ * refused under ulimit -v) the limit stays 0 and every free takes the slow
+ * path; when one chunk's tags cannot be made writable, that chunk keeps them
+ * in its metadata (tags[]) and its frees go slow.
  */
-#define KA_MAP_FLAT_SIZE ((uintptr_t)1 << (KA_ADDR_BITS - KA_CHUNK_SHIFT))
-#define KA_MAP_FLAT ((uintptr_t *)0x7000000000)
+#define KA_TAGS_FLAT_SIZE ((uintptr_t)1 << (KA_ADDR_BITS - KA_PAGE_SHIFT))
+#define KA_TAGS_FLAT ((uint32_t *)0x6000000000)
 
 /* --------------------------------------------------------------- lists */
 /* Circular doubly linked list with a sentinel; an empty list points at itself. */
@@ -184,16 +190,18 @@ struct ka_chunk {
 	struct ka_list node; /* on the zone's chunk list, or its free metadata list */
 	uint8_t source;      /* KA_SRC_MMAP or KA_SRC_BRK */
 	uint8_t type;        /* KA_MT_*: what its blocks are for (buddy.c) */
-	uint8_t pad[64 - sizeof(uintptr_t) - sizeof(struct ka_list) - 2];
+	uint32_t *tagv;      /* page 0's tag: in the flat table, or tags[] below */
+	uint8_t pad[64 - 2 * sizeof(uintptr_t) - sizeof(struct ka_list) - 8];
 	struct ka_page pages[KA_CHUNK_PAGES];
 	/*
-	 * tags[i]: 0 unless page i belongs to a slab; then (owner << 8 | class),
-	 * the class being a kmalloc class or KA_CLASS_USER, and owner the id of
-	 * the thread cache that last refilled from the slab (0: none). free()
-	 * reads it with one relaxed load: a match with the caller's id means
-	 * "push into my cache", anything else goes slow. Dense, apart from the
-	 * descriptors, so that one cache line holds the tags of 16 pages: the
-	 * free fast path misses less on a scattered heap.
+	 * tagv[i] (tags[i] when the chunk's tags are not in the flat table): 0
+	 * unless page i belongs to a slab; then (owner << 8 | class), the class
+	 * being a kmalloc class or KA_CLASS_USER, and owner the id of the thread
+	 * cache that last refilled from the slab (0: none). free() reads it with
+	 * one relaxed load: a match with the caller's id means "push into my
+	 * cache", anything else goes slow. Dense, so that one cache line holds
+	 * the tags of 16 pages: the free fast path misses less on a scattered
+	 * heap. Unused when the flat table holds them, and then never touched.
 	 */
 	uint32_t tags[KA_CHUNK_PAGES];
 };

@@ -1,7 +1,7 @@
 /*
- * t/map-taken.c: kalloc's flat map wants a fixed address (types.h,
- * KA_MAP_FLAT). When the program holds that address already, kalloc leaves
- * the program's mapping alone and runs without the flat map: every free
+ * t/map-taken.c: kalloc's flat tag table wants a fixed address (types.h,
+ * KA_TAGS_FLAT). When the program holds that address already, kalloc leaves
+ * the program's mapping alone and runs without the table: every free
  * takes the radix tree, and allocation, reuse and misuse checks work as
  * before. This program maps the address before kalloc starts.
  */
@@ -21,23 +21,23 @@ static void double_free(void)
 
 static unsigned long *mine;
 
-/* Before kalloc's own constructor (init.c), which reserves the flat map. */
+/* Before kalloc's own constructor (init.c), which reserves the flat table. */
 __attribute__((constructor(101))) static void take_the_address(void)
 {
-	mine = mmap(KA_MAP_FLAT, KA_PAGE_SIZE, PROT_READ | PROT_WRITE,
+	mine = mmap((void *)KA_TAGS_FLAT, KA_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (mine == (unsigned long *)KA_MAP_FLAT)
+	if (mine == (unsigned long *)KA_TAGS_FLAT)
 		mine[0] = 0x6b616c6c6f63UL;
 }
 
 int main(void)
 {
-	if (mine != (unsigned long *)KA_MAP_FLAT)
-		plan_skip_all("the flat map's address cannot be mapped here");
+	if (mine != (unsigned long *)KA_TAGS_FLAT)
+		plan_skip_all("the flat table's address cannot be mapped here");
 	plan(5);
 	void *p = kalloc_malloc(64);
-	ok(p != NULL && ka_map_flat_limit == 0, "the address taken: no flat map (limit %lu)",
-	   (unsigned long)ka_map_flat_limit);
+	ok(p != NULL && ka_tags_limit == 0, "the address taken: no flat table (limit %lu)",
+	   (unsigned long)ka_tags_limit);
 	ok(mine[0] == 0x6b616c6c6f63UL && mine[1] == 0, "and the program's mapping is left as it was");
 	kalloc_free(p);
 	ok(kalloc_malloc(64) == p, "a freed object is reused: frees go through the radix tree");
@@ -65,6 +65,6 @@ int main(void)
 	ok(bad == 0, "random malloc and free of 1 to 3000 bytes: contents intact");
 	/* A double free is still caught, inside the second free. */
 	int st = run_child(double_free);
-	ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "a double free without the flat map ends the process");
+	ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "a double free without the flat table ends the process");
 	return 0;
 }

@@ -20,7 +20,11 @@
 #endif
 #endif
 
-static bool refuse(void) { return true; }
+static bool refuse(const char *call)
+{
+	(void)call;
+	return true;
+}
 
 int main(void)
 {

@@ -30,9 +30,9 @@ for k in sorted(out): print(k, out[k])
 PY
 PY=$(command -v python3 || echo python3)
 same "python3 threads, dicts, strings" env PYTHONMALLOC=malloc "$PY" "$tmp/py.py"
-# Under a 200 MB address-space limit the free fast path's flat map (256 MiB
-# reserved) cannot be had: every free then takes the slow path.
-same "perl under ulimit -v 200000 (no flat map)" sh -c 'ulimit -v 200000 && exec perl -e '"'"'my %h; for my $i (1..100000) { $h{"k$i"} = "x" x ($i % 300) } delete $h{"k$_"} for 1..50000; print scalar(keys %h), "\n";'"'"''
+# Under a 200 MB address-space limit the free fast path's flat tag table
+# (128 GiB reserved) cannot be had: every free then takes the slow path.
+same "perl under ulimit -v 200000 (no flat tag table)" sh -c 'ulimit -v 200000 && exec perl -e '"'"'my %h; for my $i (1..100000) { $h{"k$i"} = "x" x ($i % 300) } delete $h{"k$_"} for 1..50000; print scalar(keys %h), "\n";'"'"''
 same "perl hash and string churn" perl -e 'my %h; for my $i (1..200000) { $h{"k$i"} = "x" x ($i % 200) } my $s = 0; for my $k (sort keys %h) { $s += length($h{$k}); delete $h{$k} if $k =~ /7/ } print scalar(keys %h), " $s\n";'
 awk 'BEGIN { s = 1; for (i = 0; i < 200000; i++) { s = (s * 1103515245 + 12345) % 2147483648; print s % 1000003, "line", i } }' >"$tmp/in.txt"
 same "sort of a 200k-line file" sort "$tmp/in.txt"
