@@ -194,19 +194,32 @@ void ka_map_init(void);
 
 /*
  * The free fast path's look-up: the tag of the page holding a from the
- * flat table, 0 for an address it does not hold a tag of (huge mappings,
+ * flat table, with limit ka_tags_limit or a copy of it (0 when there is no
+ * table), 0 for an address it does not hold a tag of (huge mappings,
  * foreign or non-canonical addresses, a chunk whose tags are in its
  * metadata, no table). Its load depends on a alone, so it issues beside
  * the bound's, not after a map entry's (ka_tcache_free_class).
  */
-KA_INLINE uint32_t ka_tag_fast(uintptr_t a)
+KA_INLINE uint32_t ka_tag_below(uintptr_t a, uintptr_t limit)
 {
 	uintptr_t i = a >> KA_PAGE_SHIFT;
-	if (KA_UNLIKELY(i >= ka_tags_limit))
+	if (KA_UNLIKELY(i >= limit))
 		return 0;
 	const uint32_t *t = KA_TAGS_FLAT;
 	__asm__("" : "+r"(t)); /* else gcc adds the index with a lea of its own */
 	return ka_load_relaxed(&t[i]);
+}
+KA_INLINE uint32_t ka_tag_fast(uintptr_t a) { return ka_tag_below(a, ka_tags_limit); }
+
+/* A kmalloc slab's tag (types.h, struct ka_chunk). */
+KA_INLINE uint32_t ka_tag_make(uint32_t owner, unsigned cls)
+{
+	return owner << 8 | cls << KA_TAG_CLASS_SHIFT;
+}
+/* The kmalloc class a tag names: 0 for none, KA_NR_CLASSES or more for a user cache's slab. */
+KA_INLINE unsigned ka_tag_class(uint32_t tag)
+{
+	return (tag & 0xff) >> KA_TAG_CLASS_SHIFT;
 }
 
 KA_INLINE struct ka_chunk *ka_entry_chunk(uintptr_t e)

@@ -7,7 +7,7 @@
  * from partial slabs first, then empty ones, then a new slab from the buddy;
  * an empty slab beyond the cache's reserve goes back to the buddy.
  *
- * Every page of a slab carries the slab's tag (owner << 8 | class) and the
+ * Every page of a slab carries the slab's tag (ka_tag_make) and the
  * index of the slab's head page, so any address in a slab finds the slab
  * in O(1) through the address map. Free objects are linked through a word at
  * cache->link_off, encoded with ka_link_encode and checked when consumed: a
@@ -84,7 +84,7 @@ static void set_tags(struct ka_slab *s, uint32_t tag)
  */
 static void set_owner(struct ka_cache *c, struct ka_slab *s, uint32_t owner)
 {
-	set_tags(s, owner << 8 | c->cls);
+	set_tags(s, ka_tag_make(owner, c->cls));
 	s->owner = owner;
 }
 
@@ -139,7 +139,7 @@ static struct ka_slab *new_slab(struct ka_cache *c)
 	ka_list_add(&c->empty, &s->node);
 	c->nr_empty++;
 	c->nr_slabs_total++;
-	set_tags(s, c->cls ? c->cls : KA_CLASS_USER);
+	set_tags(s, c->cls ? ka_tag_make(0, c->cls) : KA_CLASS_USER);
 	return s;
 }
 
@@ -472,7 +472,7 @@ void ka_slab_validate(struct ka_cache *c)
 			CHECK(l != KA_SLAB_EMPTY || (s->inuse == 0 && nfree == c->objs), "empty slab in use", base);
 			CHECK(l != KA_SLAB_FULL || (s->freelist == NULL), "full slab with free objects", base);
 			CHECK(l != KA_SLAB_PARTIAL || s->inuse > 0, "partial slab unused", base);
-			uint32_t tag = c->cls ? s->owner << 8 | c->cls : KA_CLASS_USER;
+			uint32_t tag = c->cls ? ka_tag_make(s->owner, c->cls) : KA_CLASS_USER;
 			for (size_t i = 0; i < ((size_t)1 << c->order); i++)
 				CHECK(ka_page_tag(hp)[i] == tag && hp[i].head == hp->head,
 				      "slab page tag wrong in slab", base);

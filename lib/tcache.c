@@ -106,7 +106,7 @@ _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the cou
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
 static struct ka_tcache empty_tcache = {.id8 = KA_TCACHE_ID_NONE << 8};
-__thread struct ka_tls ka_tls = {&empty_tcache, KA_TICK_BYTES, KA_S_UNARMED, 0};
+__thread struct ka_tls ka_tls = {&empty_tcache, KA_TICK_BYTES, KA_S_UNARMED, 0, 0};
 static __thread uint8_t tc_state;
 
 static pthread_mutex_t tcaches_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -262,6 +262,7 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 	memset(tc->busy, 0, sizeof tc->busy);
 	tc->out_bytes = 0;
 	ka_tc = tc;
+	ka_tls.tags_limit = ka_load_relaxed(&ka_tags_limit);
 	pthread_setspecific(exit_key, tc);
 	tc_state = TC_LIVE;
 	return tc;
@@ -373,7 +374,7 @@ KA_INLINE void bin_take(struct ka_tcache *tc, unsigned cls, void *obj)
 KA_INLINE unsigned chain_class(void *obj)
 {
 	uintptr_t a = (uintptr_t)obj;
-	unsigned cls = ka_tag_of(a) & 0xff;
+	unsigned cls = ka_tag_class(ka_tag_of(a));
 	if (!cls || cls >= KA_NR_CLASSES || !ka_class_obj_ok(cls, a))
 		ka_fatal("free()", "corrupted remote free list (write after free?) at", obj, NULL);
 	return cls;
@@ -956,7 +957,7 @@ KA_INLINE unsigned small_checked(void *p, const char *func, uint32_t *tag)
 	*tag = ka_tag_of(a);
 	if (!*tag && !ka_map_entry(a))
 		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
-	unsigned cls = *tag & 0xff;
+	unsigned cls = ka_tag_class(*tag);
 	if (!cls || cls >= KA_NR_CLASSES)
 		return 0;
 	if (!ka_class_obj_ok(cls, a))

@@ -11,7 +11,8 @@
  *  - malloc: the popped link must decode (ka_link_code) to a 16-aligned
  *    address (a write after free that hits the link is caught, 15 times in
  *    16, before it is followed);
- *  - free: the bin must have room (a room count, tested for zero);
+ *  - free: the bin must have room (a room count, whose decrement must not
+ *    borrow);
  *  - free: the address must be in a slab page whose owner is this thread,
  *    at the start of one of the slab's objects (one multiply and one
  *    compare, ka_obj_divisor: not inside an object, not in the slab's tail),
@@ -134,20 +135,26 @@ KA_INLINE bool ka_tcache_free_class(void *ptr, uint32_t want)
 {
 	uintptr_t a = (uintptr_t)ptr;
 	struct ka_tcache *tc = ka_tc;
-	/* < 256 exactly when the slab's owner is this thread; then it is the class. */
-	uint32_t cls = ka_tag_fast(a) ^ tc->id8;
-	if (KA_LIKELY(cls < 256 && (want == KA_ANY_CLASS || cls == want))) {
-		struct ka_bin *b = &tc->bins[cls];
+	/* < 256 exactly when the slab's owner is this thread; then it is the
+	 * class times 4, and times 8 more the bin's offset in bins[]. */
+	uint32_t x = ka_tag_below(a, ka_tls.tags_limit) ^ tc->id8;
+	if (KA_LIKELY(x < 256 && (want == KA_ANY_CLASS || x == want << KA_TAG_CLASS_SHIFT))) {
+		struct ka_bin *b = (struct ka_bin *)(void *)((char *)tc->bins +
+			(uintptr_t)x * (sizeof(struct ka_bin) >> KA_TAG_CLASS_SHIFT));
 		char *p = ptr;
 		uint64_t *key = (uint64_t *)p + 1;
 		uint64_t mark = tc->key ^ a;
-		if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark &&
-			      b->room != 0)) {
+		if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark)) {
+			/* The room's test is its decrement's borrow: one instruction
+			 * in place of a load, a test and the decrement. A full bin
+			 * has wrapped to ~0 when it jumps, and gets its 0 back. */
+			__asm__ goto("subl $1, %0\n\tjb %l[full]" : "+m"(b->room) : : "cc" : full);
 			*key = mark;
 			*(uintptr_t *)p = ka_link_code((uintptr_t)b->head, a, tc->secret);
 			b->head = p;
-			b->room--;
 			return true;
+		full:
+			b->room = 0;
 		}
 	}
 	return false;

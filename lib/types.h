@@ -195,9 +195,9 @@ struct ka_chunk {
 	struct ka_page pages[KA_CHUNK_PAGES];
 	/*
 	 * tagv[i] (tags[i] when the chunk's tags are not in the flat table): 0
-	 * unless page i belongs to a slab; then (owner << 8 | class), the class
-	 * being a kmalloc class or KA_CLASS_USER, and owner the id of the thread
-	 * cache that last refilled from the slab (0: none). free() reads it with
+	 * unless page i belongs to a slab; then ka_tag_make(owner, class) for a
+	 * kmalloc slab, KA_CLASS_USER for a user cache's; owner is the id of the
+	 * thread cache that last refilled from the slab (0: none). free() reads it with
 	 * one relaxed load: a match with the caller's id means "push into my
 	 * cache", anything else goes slow. Dense, so that one cache line holds
 	 * the tags of 16 pages: the free fast path misses less on a scattered
@@ -290,6 +290,12 @@ enum { KA_HUGE_FREE, KA_HUGE_LIVE, KA_HUGE_CACHED };
 #define KA_SMALL_ALIGN_MAX 4096
 #define KA_SLAB_MAX_ORDER 3
 #define KA_CLASS_USER 0xff /* tag class of a user cache's slab pages */
+/* A kmalloc slab's tag holds its class times 4 (ka_tag_make), so that free
+ * finds the class's bin (32 bytes) by scaling the tag's low byte by 8 in
+ * the load's own address, with no shift or add; KA_CLASS_USER, odd, is no
+ * multiple of 4. */
+#define KA_TAG_CLASS_SHIFT 2
+_Static_assert(((KA_NR_CLASSES - 1) << KA_TAG_CLASS_SHIFT) < KA_CLASS_USER, "a tag's low byte holds every class");
 #define KA_LARGE_MAX ((size_t)1 << 20)
 
 struct ka_class {
@@ -409,6 +415,9 @@ struct ka_tls {
 	struct ka_tcache *tc;
 	int64_t tick;
 	int64_t s_slack, hk_slack;
+	/* ka_tags_limit once the thread has a live cache, 0 before: free's
+	 * bound test then reads no other cache line and no GOT entry. */
+	uintptr_t tags_limit;
 };
 #define KA_TICK_BYTES ((int64_t)1 << 20)
 #define KA_S_UNARMED (INT64_MIN / 2)
