@@ -67,11 +67,12 @@ int main(void)
 	   "both ends of the chunk map");
 	ok(ka_map_entry(base - 1) != ka_map_entry(base), "the byte before the chunk is another granule");
 	kalloc_free(kalloc_malloc(16)); /* kalloc started: the flat table is reserved */
+	struct ka_chunk *c;
 #ifdef __SANITIZE_ADDRESS__
 	skip("ASan's shadow gap holds the flat table's address (t/map-taken tests the fallback)");
 #else
 	uintptr_t obj = (uintptr_t)kalloc_malloc(48);
-	struct ka_chunk *c = ka_page_chunk(ka_map_page((void *)obj));
+	c = ka_page_chunk(ka_map_page((void *)obj));
 	ok(ka_tags_limit == KA_TAGS_FLAT_SIZE && c->tagv == KA_TAGS_FLAT + (c->base >> KA_PAGE_SHIFT) &&
 		   ka_tag_fast(obj) != 0 && ka_tag_fast(obj) == ka_tag_of(obj) &&
 		   ka_tag_fast((uintptr_t)&local) == 0 && ka_tag_fast((uintptr_t)1 << 47) == 0 &&
