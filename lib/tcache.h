@@ -13,7 +13,8 @@
  *    16, before it is followed);
  *  - free: the bin must have room (a room count, whose decrement must not
  *    borrow);
- *  - free: the address must be in a slab page whose owner is this thread,
+ *  - free: the address must be in a slab page whose owner is this thread
+ *    (its tag, read from the flat tag table by the address alone, types.h),
  *    at the start of one of the slab's objects (one multiply and one
  *    compare, ka_obj_divisor: not inside an object, not in the slab's tail),
  *    and not carry its free key (ka_key_of: the random key mixed with its
