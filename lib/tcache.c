@@ -105,7 +105,10 @@ _Static_assert(KA_ADDR_BITS <= KA_INBOX_SHIFT, "inbox pointers fit below the cou
 
 enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
-static struct ka_tcache empty_tcache = {.id8 = KA_TCACHE_ID_NONE << 8};
+static struct ka_tcache empty_tcache = {
+	.id8 = KA_TCACHE_ID_NONE << 8,
+	.bin_off = {[0 ... KA_SMALL_MAX / 16] = offsetof(struct ka_tcache, bins)},
+};
 __thread struct ka_tls ka_tls = {&empty_tcache, KA_TICK_BYTES, KA_S_UNARMED, 0, 0};
 static __thread uint8_t tc_state;
 
@@ -179,14 +182,14 @@ static void destructor(void *arg)
 	ka_tcache_thread_exit();
 }
 
-/* Until ka_tcache_init, every size leads to bins[0], which is always empty
- * (class 0 is "none"): a call before start-up goes slow. */
-uint16_t ka_bin_off[KA_SMALL_MAX / 16 + 1] = {[0 ... KA_SMALL_MAX / 16] = offsetof(struct ka_tcache, bins)};
+/* What every cache's bin_off[] is copied from (types.h). The empty cache's
+ * leads every size to bins[0], which is always empty (class 0 is "none"). */
+static uint16_t bin_off[KA_SMALL_MAX / 16 + 1];
 
 void ka_tcache_init(void)
 {
 	for (size_t i = 0; i <= KA_SMALL_MAX / 16; i++)
-		ka_bin_off[i] = (uint16_t)offsetof(struct ka_tcache, bins[ka_size_class[(i * 16 + 7) >> 3]]);
+		bin_off[i] = (uint16_t)offsetof(struct ka_tcache, bins[ka_size_class[(i * 16 + 7) >> 3]]);
 	pthread_key_create(&exit_key, destructor);
 }
 
@@ -260,6 +263,7 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 	}
 	memset(tc->out, 0, sizeof tc->out);
 	memset(tc->busy, 0, sizeof tc->busy);
+	memcpy(tc->bin_off, bin_off, sizeof tc->bin_off);
 	tc->out_bytes = 0;
 	ka_tc = tc;
 	ka_tls.tags_limit = ka_load_relaxed(&ka_tags_limit);

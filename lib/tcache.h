@@ -75,15 +75,11 @@ bool ka_tcache_free_remote(void *p, const char *func);
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
 __attribute__((noreturn)) KA_COLD void ka_tcache_corrupt(void *p, unsigned cls);
 
-/* Byte offset in struct ka_tcache of the bin serving n bytes, by (n + 15) / 16:
- * one load from the size to the bin. */
-extern uint16_t ka_bin_off[KA_SMALL_MAX / 16 + 1];
-
 KA_INLINE void *ka_tcache_malloc(size_t n)
 {
 	if (KA_LIKELY(n <= KA_SMALL_MAX)) {
 		struct ka_tcache *tc = ka_tc;
-		struct ka_bin *b = (struct ka_bin *)(void *)((char *)tc + ka_bin_off[(n + 15) >> 4]);
+		struct ka_bin *b = (struct ka_bin *)(void *)((char *)tc + tc->bin_off[(n + 15) >> 4]);
 		char *p = b->head;
 		if (KA_LIKELY(p != NULL)) {
 			/* The mask in a register first, so that the link's load is
