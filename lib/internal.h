@@ -205,7 +205,9 @@ KA_INLINE uint32_t ka_tag_below(uintptr_t a, uintptr_t limit)
 	uintptr_t i = a >> KA_PAGE_SHIFT;
 	if (KA_UNLIKELY(i >= limit))
 		return 0;
-	return ka_load_relaxed(&KA_TAGS_FLAT[i]);
+	const uint32_t *t = KA_TAGS_FLAT;
+	__asm__("" : "+r"(t)); /* else gcc adds the index with a lea of its own */
+	return ka_load_relaxed(&t[i]);
 }
 KA_INLINE uint32_t ka_tag_fast(uintptr_t a) { return ka_tag_below(a, ka_tags_limit); }
 

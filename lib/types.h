@@ -83,21 +83,17 @@ struct ka_map_leaf {
  * has written maps the zero page, and a tag of 0 sends a free to the slow
  * path. A chunk's 4 KiB of tags, one page of the table, is made writable
  * when the chunk appears and purged when it goes.
- * It starts one page below 2 GiB: the load then names it with a 32-bit
- * displacement, no register loaded with a 64-bit constant (one instruction
- * fewer), and the window MAP_32BIT hands out (1 to 2 GiB) stays the
- * programs'. Linux puts nothing above it unasked on x86-64 (the break
- * follows the program, near 85 TiB for PIE, 4 MiB otherwise, so a non-PIE
- * program's break has 2 GiB to grow; mmap and stacks sit near 128 TiB), and
- * ThreadSanitizer and MemorySanitizer allow programs' mappings there (TSan
- * ends a process that maps outside them: at 16 TiB it did). When it cannot
- * be had (taken, as by ASan's shadow, or refused under ulimit -v) the limit
- * stays 0 and every free takes the slow path; when one chunk's tags cannot
- * be made writable, that chunk keeps them in its metadata (tags[]) and its
- * frees go slow.
+ * 384 to 512 GiB is where Linux puts nothing on x86-64 unasked (the break
+ * follows the program, near 85 TiB for PIE, 4 MiB otherwise; mmap and
+ * stacks sit below 128 TiB) and where ThreadSanitizer and MemorySanitizer
+ * allow programs' mappings (TSan ends a process that maps outside them: at
+ * 16 TiB it did). When it cannot be had (taken, as by ASan's shadow gap, or
+ * refused under ulimit -v) the limit stays 0 and every free takes the slow
+ * path; when one chunk's tags cannot be made writable, that chunk keeps them
+ * in its metadata (tags[]) and its frees go slow.
  */
 #define KA_TAGS_FLAT_SIZE ((uintptr_t)1 << (KA_ADDR_BITS - KA_PAGE_SHIFT))
-#define KA_TAGS_FLAT ((uint32_t *)0x7ffff000)
+#define KA_TAGS_FLAT ((uint32_t *)0x6000000000)
 
 /* --------------------------------------------------------------- lists */
 /* Circular doubly linked list with a sentinel; an empty list points at itself. */
