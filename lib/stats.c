@@ -125,6 +125,11 @@ void ka_stats_print(int fd)
 	line(&b, "free in slabs", t.slab_bytes - t.slab_used, NULL, 0);
 	line(&b, "free in the buddy", t.buddy_free, "   of which not resident ", t.buddy_clean);
 	line(&b, "returned to the OS", t.returned, "   in all; metadata mapped ", t.meta);
+	/* Said, since a program that holds the table's address (or a tool that
+	 * does, or ulimit -v) makes every free slow with no other sign. */
+	ka_buf_str(&b, ka_load_relaxed(&ka_tags_limit)
+			       ? "free fast path: on (flat tag table reserved)\n"
+			       : "free fast path: off (flat tag table not reserved: every free takes the slow path)\n");
 	ka_buf_flush(&b, fd);
 }
 

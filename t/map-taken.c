@@ -6,6 +6,8 @@
  * before. This program maps the address before kalloc starts.
  */
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "../lib/internal.h"
@@ -34,11 +36,21 @@ int main(void)
 {
 	if (mine != (unsigned long *)KA_TAGS_FLAT)
 		plan_skip_all("the flat table's address cannot be mapped here");
-	plan(5);
+	plan(6);
 	void *p = kalloc_malloc(64);
 	ok(p != NULL && ka_tags_limit == 0, "the address taken: no flat table (limit %lu)",
 	   (unsigned long)ka_tags_limit);
 	ok(mine[0] == 0x6b616c6c6f63UL && mine[1] == 0, "and the program's mapping is left as it was");
+	FILE *f = tmpfile();
+	char text[8192] = "";
+	if (f) {
+		ka_stats_print(fileno(f));
+		rewind(f);
+		text[fread(text, 1, sizeof text - 1, f)] = 0;
+		fclose(f);
+	}
+	ok(strstr(text, "free fast path: off (flat tag table not reserved") != NULL,
+	   "the stats say the free fast path is off");
 	kalloc_free(p);
 	ok(kalloc_malloc(64) == p, "a freed object is reused: frees go through the radix tree");
 	/* A model check: 20000 random steps over 256 slots, contents verified. */

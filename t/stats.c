@@ -171,8 +171,9 @@ int main(int argc, char **argv)
 	}
 	ok(orders == 11, "a /proc/buddyinfo line with 11 orders (%d)", orders);
 	ok(strstr(out, "mapped from the OS") && strstr(out, "in use by the program") &&
-		   strstr(out, "in per-thread caches") && strstr(out, "returned to the OS"),
-	   "totals: mapped, in use, thread caches, returned");
+		   strstr(out, "in per-thread caches") && strstr(out, "returned to the OS") &&
+		   strstr(out, "free fast path: on (flat tag table reserved)"),
+	   "totals: mapped, in use, thread caches, returned, and the free fast path on");
 
 	st = run_case("tcache_max:0", "mallinfo2", out, sizeof out);
 	size_t hblks = 0, hblkhd = 0, uord = 0;
