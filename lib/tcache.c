@@ -328,25 +328,22 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 	}
 }
 
-/* Send all but the `keep` most recently freed objects of a bin back. */
+/*
+ * Send all but `keep` objects of a bin back, the most recently freed
+ * first: they are in cache, and the list's walk is a chain of loads. Sent
+ * from the far end, the walk took a cache miss at nearly every object
+ * (python3: flush had 9% of all L1 data read misses, cachegrind); the
+ * older objects kept now are touched once, by the malloc that hands each
+ * out, where the program's own work hides the miss.
+ */
 static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 {
 	struct ka_bin *b = &tc->bins[cls];
 	if (ka_bin_count(tc, cls) <= keep)
 		return;
 	tc->busy[cls] |= BUSY_FLUSH;
-	void *cur = b->head, *last_kept = NULL;
-	for (uint32_t i = 0; i < keep; i++) {
-		last_kept = cur;
-		cur = next_of(cur, cls);
-	}
-	if (last_kept)
-		*(void **)last_kept = ka_link_encode(NULL, last_kept);
-	else
-		b->head = NULL;
 	uint32_t n = ka_bin_count(tc, cls) - keep;
-	b->room = tc->max[cls] - keep;
-	void *objs[BATCH];
+	void *cur = b->head, *objs[BATCH];
 	unsigned m = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		if (!cur)
@@ -358,6 +355,9 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 			m = 0;
 		}
 	}
+	/* The kept objects' links are as they were: the last one's ends the list. */
+	b->head = cur;
+	b->room = tc->max[cls] - keep;
 }
 
 /* Take a free, marked object into the bin of its class, making room first. */

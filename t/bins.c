@@ -48,7 +48,7 @@ static void ticks(unsigned n)
 
 int main(void)
 {
-	plan(7);
+	plan(8);
 	kalloc_free(kalloc_malloc(64)); /* the cache exists from here */
 	struct ka_tcache *tc = ka_tc;
 	unsigned c64 = ka_size_class[64 / 8];
@@ -90,5 +90,26 @@ int main(void)
 		held_after += (size_t)ka_bin_count(tc, c) * ka_classes[c].size;
 	ok(held_after < held / 4 && tc->bin_bytes == max_bytes(tc),
 	   "and gives its objects back (%zu -> %zu bytes held)", held, held_after);
+
+	/* A flush sends back the most recently freed objects (in cache, so its
+	 * walk misses nothing) and keeps the older ones. */
+	ka_tcache_flush_all();
+	unsigned k = tc->max[c64];
+	for (unsigned i = 0; i < k; i++)
+		objs[i] = kalloc_malloc(64);
+	for (unsigned i = 0; i < k; i++)
+		kalloc_free(objs[i]); /* objs[k - 1] last: the bin's head */
+	tc->busy[c64] = 0;
+	for (int i = 0; i < 200 && ka_bin_count(tc, c64) == k; i++)
+		ticks(1);
+	unsigned left = ka_bin_count(tc, c64), older = 0;
+	for (unsigned i = 0; i < left; i++) {
+		void *q = kalloc_malloc(64);
+		for (unsigned j = 0; j < k - left; j++)
+			older += q == objs[j];
+	}
+	ok(left > 0 && left < k && older == left,
+	   "a flush keeps the %u objects freed first and sends back the %u freed last (%u of the kept are older)",
+	   left, k - left, older);
 	return 0;
 }
