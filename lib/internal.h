@@ -233,14 +233,17 @@ KA_INLINE uint32_t *ka_map_tag(uintptr_t e, uintptr_t a)
 	return ka_entry_chunk(e)->tagv + ((a >> KA_PAGE_SHIFT) & (KA_CHUNK_PAGES - 1));
 }
 
+/* The tag of the page holding a, for any map entry e of a (0 if none). */
+KA_INLINE uint32_t ka_entry_tag(uintptr_t e, uintptr_t a)
+{
+	return (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
+}
+
 /* The tag of the page holding a: 0 outside buddy chunks' slabs. */
 KA_INLINE uint32_t ka_tag_of(uintptr_t a)
 {
 	uint32_t t = ka_tag_fast(a);
-	if (t)
-		return t;
-	uintptr_t e = ka_map_entry(a);
-	return (e & KA_MAP_CHUNK) ? ka_load_relaxed(ka_map_tag(e, a)) : 0;
+	return t ? t : ka_entry_tag(ka_map_entry(a), a);
 }
 
 /* The descriptor of the page holding a, for a map entry e of a chunk. */

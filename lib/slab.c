@@ -55,9 +55,7 @@ static void mark_free(const struct ka_cache *c, void *obj)
 struct ka_slab *ka_slab_of(const void *p)
 {
 	uintptr_t a = (uintptr_t)p, e = ka_map_entry(a);
-	if (!(e & KA_MAP_CHUNK))
-		return NULL;
-	return ka_load_relaxed(ka_map_tag(e, a)) ? ka_page_slab(ka_entry_page(e, a)) : NULL;
+	return ka_entry_tag(e, a) ? ka_page_slab(ka_entry_page(e, a)) : NULL;
 }
 
 static struct ka_list *list_head(struct ka_cache *c, int list)

@@ -958,9 +958,13 @@ KA_INLINE bool free_remote_quick(struct ka_tcache *tc, void *p, uint32_t tag, un
 KA_INLINE unsigned small_checked(void *p, const char *func, uint32_t *tag)
 {
 	uintptr_t a = (uintptr_t)p;
-	*tag = ka_tag_of(a);
-	if (!*tag && !ka_map_entry(a))
-		ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
+	*tag = ka_tag_fast(a);
+	if (!*tag) { /* not a slab's in the flat table: the radix tree says what it is */
+		uintptr_t e = ka_map_entry(a);
+		if (!e)
+			ka_fatal(func, "invalid pointer (not from kalloc)", p, NULL);
+		*tag = ka_entry_tag(e, a);
+	}
 	unsigned cls = ka_tag_class(*tag);
 	if (!cls || cls >= KA_NR_CLASSES)
 		return 0;
@@ -984,7 +988,8 @@ void ka_tcache_free_slow(void *p, const char *func)
 {
 	if (!p)
 		return;
-	/* One map lookup for the tag and the slab (the remote frees come here). */
+	/* The tag from the flat table; the radix tree only for what is no
+	 * kmalloc object (the remote frees come here). */
 	uint32_t tag;
 	unsigned cls = small_checked(p, func, &tag);
 	if (cls) {
