@@ -96,13 +96,14 @@ static KA_NOINLINE void free_saving_errno(void *p, const char *func)
 	errno = saved;
 }
 
-/* The remote frees' common case first: it leaves errno alone, so it need
- * not be saved (the rest may make a system call). */
+/* The thread cache's slow free saves errno only past the remote frees'
+ * common case, which leaves it alone. */
 static KA_NOINLINE void free_slow(void *p, const char *func)
 {
-	if (KA_LIKELY(!ka_debug_on) && p && ka_tcache_free_remote(p, func))
-		return;
-	free_saving_errno(p, func);
+	if (KA_LIKELY(!ka_debug_on && p))
+		ka_tcache_free_remote(p, func);
+	else
+		free_saving_errno(p, func);
 }
 
 /* Usable bytes of a live block; misuse is fatal, naming func. *slab (if

@@ -65,12 +65,12 @@ void ka_tcache_charge(size_t bytes);
  * phase that only frees still ticks. A small object counts its size. */
 #define KA_TCACHE_FREE_CHARGE (16 * KA_PAGE_SIZE)
 void ka_tcache_free_slow(void *p, const char *func);
-/* A slow free's common remote case (a kmalloc object of another thread's,
- * onto an outbox queued for its owner), made only when it needs no post,
- * so no lock and no system call, and errno is left alone: false if it was
- * not made. It is charged to housekeeping when its outbox is posted.
- * Misuse is fatal there as in ka_tcache_free_slow. */
-bool ka_tcache_free_remote(void *p, const char *func);
+/* A slow free of p (not NULL, no debug mode) that errno survives: first
+ * its common remote case (a kmalloc object of another thread's, onto an
+ * outbox queued for its owner, needing no post, so no lock and no system
+ * call; charged to housekeeping when its outbox is posted), else the rest
+ * of ka_tcache_free_slow, errno saved. Misuse is fatal as there. */
+void ka_tcache_free_remote(void *p, const char *func);
 /* Fatal unless p is a live object of slab s (not freed, not inside one). */
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
 __attribute__((noreturn)) KA_COLD void ka_tcache_corrupt(void *p, unsigned cls);
