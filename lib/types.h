@@ -440,6 +440,7 @@ struct ka_tls {
 #define KA_INBOX_PTR(v) ((v) & (((uintptr_t)1 << KA_INBOX_SHIFT) - 1))
 #define KA_INBOX_MIN_BYTES ((size_t)64 << 10)
 #define KA_INBOX_MAX_BYTES ((size_t)4 << 20)
+#define KA_INBOX_BUDGET ((size_t)12 << 20) /* shared by the live caches (tcache.c, set_inbox_cap_locked) */
 
 /*
  * Thread cache ids fit the tag's 24 owner bits: a slot (the low

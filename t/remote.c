@@ -11,6 +11,8 @@
  *  - an inbox's bound, 0 at first, grows at each drain that follows a
  *    refused post (to KA_INBOX_MIN_BYTES, then doubling up to
  *    KA_INBOX_MAX_BYTES), and halves back at GC passes without one;
+ *  - with more live caches, it grows only to KA_INBOX_BUDGET shared by
+ *    them;
  *  - fork while another thread has objects in its outbox.
  * Also run under TSan.
  */
@@ -389,6 +391,66 @@ static void run_cmd(int c)
 	pthread_mutex_unlock(&cmd_mu);
 }
 
+/* Threads that hold a live cache until told to go. */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cache_cv = PTHREAD_COND_INITIALIZER;
+static int live_up, live_go;
+
+static void *live_cache(void *arg)
+{
+	(void)arg;
+	kalloc_free(kalloc_malloc(16));
+	pthread_mutex_lock(&cache_mu);
+	live_up++;
+	pthread_cond_broadcast(&cache_cv);
+	while (!live_go)
+		pthread_cond_wait(&cache_cv, &cache_mu);
+	pthread_mutex_unlock(&cache_mu);
+	return NULL;
+}
+
+/* Each round as in inbox_bound_test; the bound it stops at. */
+static size_t grow_bound(size_t *over)
+{
+	size_t bound = __atomic_load_n(&cmd_tc->inbox_max, __ATOMIC_RELAXED);
+	for (int r = 0; r < 10; r++) {
+		run_cmd(CMD_ALLOC);
+		for (int i = 0; i < BOUND_OBJS; i++)
+			kalloc_free(objs[i]);
+		*over += ka_tcache_inbox_bytes(cmd_tc) > bound;
+		run_cmd(CMD_DRAIN);
+		bound = __atomic_load_n(&cmd_tc->inbox_max, __ATOMIC_RELAXED);
+	}
+	return bound;
+}
+
+/* With this thread, cmd_owner and 10 more live caches, the bound stops at
+ * KA_INBOX_BUDGET / 12 (1 MiB, not KA_INBOX_MAX_BYTES); with the 10 gone,
+ * it grows on to KA_INBOX_MAX_BYTES. */
+static void inbox_budget_test(void)
+{
+	enum { MORE = 10 };
+	pthread_t t[MORE];
+	for (int i = 0; i < MORE; i++)
+		pthread_create(&t[i], NULL, live_cache, NULL);
+	pthread_mutex_lock(&cache_mu);
+	while (live_up < MORE)
+		pthread_cond_wait(&cache_cv, &cache_mu);
+	pthread_mutex_unlock(&cache_mu);
+	size_t over = 0, want = KA_INBOX_BUDGET / (MORE + 2);
+	size_t shared = grow_bound(&over);
+	pthread_mutex_lock(&cache_mu);
+	live_go = 1;
+	pthread_cond_broadcast(&cache_cv);
+	pthread_mutex_unlock(&cache_mu);
+	for (int i = 0; i < MORE; i++)
+		pthread_join(t[i], NULL);
+	size_t alone = grow_bound(&over);
+	ok(shared == want && alone == KA_INBOX_MAX_BYTES && over == 0,
+	   "with %d live caches an inbox's bound grows to %zu KiB (want %zu), with 2 to %zu KiB (want %zu); "
+	   "%zu inboxes past their bound", MORE + 2, shared >> 10, want >> 10, alone >> 10, KA_INBOX_MAX_BYTES >> 10, over);
+}
+
 static void inbox_bound_test(void)
 {
 	pthread_t t;
@@ -420,6 +482,7 @@ static void inbox_bound_test(void)
 	size_t now = __atomic_load_n(&cmd_tc->inbox_max, __ATOMIC_RELAXED);
 	ok(now == KA_INBOX_MIN_BYTES, "an inbox unused for 16 GC passes is back at its least grown bound (%zu KiB, want %zu)",
 	   now >> 10, KA_INBOX_MIN_BYTES >> 10);
+	inbox_budget_test();
 	run_cmd(CMD_EXIT);
 	pthread_join(t, NULL);
 	kalloc_malloc_trim(0);
@@ -622,7 +685,7 @@ static void churn_test(void)
 int main(void)
 {
 	model_seed = test_seed();
-	plan(10);
+	plan(11);
 	kalloc_free(kalloc_malloc(1)); /* this thread's cache */
 	model_test();
 	exit_with_outbox();
