@@ -154,6 +154,7 @@ struct ka_options {
 	char stats_file[KA_OPT_STR_MAX];
 	uint64_t leak;           /* record every block's stack; report unreferenced ones at exit */
 	uint64_t background_thread; /* a thread that purges at the decay rate with no calls */
+	uint64_t thp;            /* huge blocks' mappings madvised MADV_HUGEPAGE (large.c) */
 	uint64_t prof;           /* sampled heap profile (prof.c) */
 	uint64_t prof_sample;    /* mean bytes between samples */
 	uint64_t prof_step;      /* MiB of in-use growth between dumps; 0: none */

@@ -14,6 +14,14 @@
  * small cache for reuse, newest first, and unmapped once it has been free
  * for purge_delay_ms (checked on the slow paths), when the cache is over its
  * bounds, or on trim. Realloc uses mremap, in place when the kernel can.
+ * A new mapping is madvised MADV_HUGEPAGE (thp:1, the default; mremap keeps
+ * the advice): a program that writes its huge blocks takes one fault per
+ * 2 MiB, not 512. bench/wl/bigmix (blocks of 5 to 25 MiB, every page
+ * written) made 383K page faults and took 0.647 s at 2 threads, glibc
+ * 300K and 0.495 s; advised, 89K and 0.442 s at a peak RSS of 383 MiB
+ * (jemalloc 390). The cost: a block touched sparsely is backed 2 MiB at a
+ * time, so thp:0 is there for a program that maps big arrays and touches
+ * little of them.
  *
  * No system call is made with huge_lock held: a mapping is taken off the
  * cache (or a spare descriptor off the spare list) under the lock, mapped,
@@ -183,6 +191,8 @@ static void *huge_alloc(size_t size, size_t align, bool *zero)
 			add_spare(h);
 			return NULL;
 		}
+		if (ka_opt.thp)
+			ka_os_advise_huge(base, map_size);
 		h->base = (uintptr_t)base;
 		h->map_size = map_size;
 	}

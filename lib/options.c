@@ -24,6 +24,7 @@ extern char **environ;
 struct ka_options ka_opt = {
 	.page_source = KA_PAGE_SOURCE_MMAP,
 	.purge_delay_ms = 1000,
+	.thp = 1,
 	.tcache_max = 4096,
 	.prof_sample = 524288,
 	.prof_file = "kalloc.%p.heap",
@@ -68,6 +69,8 @@ static const struct option {
 	 "1: record each block's stack; at exit report the blocks nothing points to (kmemleak)", 0},
 	{"background_thread", offsetof(struct ka_options, background_thread), 0, 1, NULL,
 	 "1: a thread purges free memory at the decay rate even when the program makes no call", 0},
+	{"thp", offsetof(struct ka_options, thp), 0, 1, NULL,
+	 "1 (default): huge blocks fault in 2 MiB pages where transparent huge pages allow; 0: 4 KiB pages", 0},
 	{"prof", offsetof(struct ka_options, prof), 0, 1, NULL,
 	 "1: sampled heap profile (gperftools format), written to prof_file at exit", 0},
 	{"prof_sample", offsetof(struct ka_options, prof_sample), 1, (uint64_t)1 << 40, NULL,

@@ -239,6 +239,12 @@ int ka_os_purge(void *addr, size_t size)
 	return 0;
 }
 
+void ka_os_advise_huge(void *addr, size_t size)
+{
+	no_lock_held("madvise");
+	(void)madvise(addr, size, MADV_HUGEPAGE);
+}
+
 void *ka_os_map_file(const char *path, size_t size)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -49,6 +49,11 @@ int ka_os_unmap(void *addr, size_t size, int source, bool *kept);
 /* MADV_DONTNEED: the range stays mapped and reads as zero afterwards. */
 int ka_os_purge(void *addr, size_t size);
 
+/* MADV_HUGEPAGE: where transparent huge pages are "madvise" or "always",
+ * the range faults in 2 MiB pages (those wholly inside it). A kernel
+ * without them refuses, and the range keeps 4 KiB pages: no error. */
+void ka_os_advise_huge(void *addr, size_t size);
+
 /*
  * Resize a mapping made by ka_os_map_aligned(..., KA_SRC_MMAP). In place if
  * the kernel can; otherwise moved to a fresh range aligned to `align`.
