@@ -52,8 +52,9 @@
  *    inbox, and the owner's next drain (its next refill, flush or tick)
  *    raises the bound to INBOX_MIN_BYTES, then doubles it at each drain
  *    after a refusal, up to INBOX_MAX_BYTES or the live caches' share of
- *    INBOX_BUDGET if that is less (set_inbox_cap_locked); a GC pass with no drain since
- *    the last one halves it back towards INBOX_MIN_BYTES. An owner that
+ *    INBOX_BUDGET if that is less (set_inbox_cap_locked); a GC pass with
+ *    no drain since the last one halves it back towards INBOX_MIN_BYTES
+ *    (and lowers it to that share when threads were added). An owner that
  *    never drains is sent nothing: larson's main thread fills every
  *    partition and then only waits, and with a fixed 4 MiB bound its inbox
  *    kept all its 1 MiB of blocks (and their slabs) for the whole run, the
@@ -750,10 +751,13 @@ static void housekeeping(void)
 		drain_own(tc);
 		bool gc = ++ticks % GC_TICKS == 0;
 		if (gc) {
-			if (!tc->inbox_used && tc->inbox_max > INBOX_MIN_BYTES)
-				ka_store_relaxed(&tc->inbox_max, tc->inbox_max / 2);
-			if (tc->inbox_max > ka_load_relaxed(&inbox_cap)) /* threads were added */
-				ka_store_relaxed(&tc->inbox_max, ka_load_relaxed(&inbox_cap));
+			uint32_t m = tc->inbox_max, cap = ka_load_relaxed(&inbox_cap);
+			if (!tc->inbox_used && m > INBOX_MIN_BYTES)
+				m /= 2;
+			if (m > cap) /* threads were added */
+				m = cap;
+			if (m != tc->inbox_max) /* posters read its line */
+				ka_store_relaxed(&tc->inbox_max, m);
 			tc->inbox_used = false;
 		}
 		for (unsigned c = 1; c < KA_NR_CLASSES && (gc || epoch != seen_epoch); c++) {
@@ -1049,7 +1053,8 @@ void ka_tcache_free_slow(void *p, const char *func)
 	if (!p)
 		return;
 	uint32_t tag;
-	free_checked(p, func, tag, small_checked(p, func, &tag));
+	unsigned cls = small_checked(p, func, &tag); /* sets tag: not in free_checked's arguments, read in any order */
+	free_checked(p, func, tag, cls);
 }
 
 /* free_checked keeping errno: what follows may make a system call. */
