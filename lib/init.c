@@ -140,10 +140,9 @@ void ka_init_slow(void)
 	ka_debug_init();
 	ka_leak_init();
 	ka_prof_init();
-	ka_secret = (uintptr_t)random_word();
 	do
-		ka_free_key = random_word();
-	while (ka_free_key == 0);
+		ka_secret = (uintptr_t)random_word();
+	while (ka_secret == 0);
 	ka_map_init();
 	ka_sizeclass_init();
 	ka_slab_init();

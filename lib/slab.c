@@ -24,7 +24,6 @@
 
 struct ka_cache ka_kmalloc[KA_NR_CLASSES];
 uintptr_t ka_secret;
-uint64_t ka_free_key;
 
 static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ka_list caches = {&caches, &caches};

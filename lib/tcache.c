@@ -275,7 +275,6 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 		tc_state = TC_NONE;
 		return NULL;
 	}
-	tc->key = ka_free_key;
 	tc->secret = ka_secret;
 	tc->bin_bytes = 0;
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {

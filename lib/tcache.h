@@ -17,7 +17,7 @@
  *    (its tag, read from the flat tag table by the address alone, types.h),
  *    at the start of one of the slab's objects (one multiply and one
  *    compare, ka_obj_divisor: not inside an object, not in the slab's tail),
- *    and not carry its free key (ka_key_of: the random key mixed with its
+ *    and not carry its free key (ka_key_of: the secret mixed with its
  *    address) in its second word. Every free object carries it (never-
  *    allocated ones too), wherever it waits, and no live one does, so a
  *    match is a double free: the slow path reports it.
@@ -140,14 +140,14 @@ KA_INLINE bool ka_tcache_free_class(void *ptr, uint32_t want)
 			(uintptr_t)x * (sizeof(struct ka_bin) >> KA_TAG_CLASS_SHIFT));
 		char *p = ptr;
 		uint64_t *key = (uint64_t *)p + 1;
-		uint64_t mark = tc->key ^ a;
+		uint64_t mark = ka_link_code(0, a, tc->secret); /* ka_key_of */
 		if (KA_LIKELY((a & b->slab_mask) * b->div < b->limit && *key != mark)) {
 			/* The room's test is its decrement's borrow: one instruction
 			 * in place of a load, a test and the decrement. A full bin
 			 * has wrapped to ~0 when it jumps, and gets its 0 back. */
 			__asm__ goto("subl $1, %0\n\tjb %l[full]" : "+m"(b->room) : : "cc" : full);
 			*key = mark;
-			*(uintptr_t *)p = ka_link_code((uintptr_t)b->head, a, tc->secret);
+			*(uintptr_t *)p = (uintptr_t)b->head ^ mark; /* ka_link_code(head, a, secret) */
 			b->head = p;
 			return true;
 		full:

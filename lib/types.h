@@ -373,8 +373,7 @@ struct ka_outbox {
 struct ka_tcache {
 	uint32_t id8;          /* owner id in slab tags, shifted as in the tag (id << 8) */
 	uint32_t pad;
-	uint64_t key;          /* ka_free_key and ka_secret, copied next to the bins */
-	uintptr_t secret;
+	uintptr_t secret;      /* ka_secret, copied next to the bins */
 	struct ka_bin bins[KA_NR_CLASSES];
 	uint16_t max[KA_NR_CLASSES];  /* bins[c] holds at most max[c] objects, <= KA_TCACHE_BIN_MAX */
 	uint16_t fill[KA_NR_CLASSES]; /* objects the next refill brings: doubles up to max / 2 */
