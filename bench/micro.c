@@ -184,6 +184,28 @@ static void exchange(long iters, size_t n, int thread, int nthreads)
 	}
 }
 
+/* The same exchange, with each block used as a program uses what it
+ * allocates: its allocator writes its first word, its freer reads it. In
+ * exchange no block is ever touched, so an allocator that keeps no state in
+ * free blocks moves no block's line between cores, and one that does (a
+ * link, a free mark) moves each remotely freed block's line; here the
+ * program moves it once in any case. */
+static void exchange_used(long iters, size_t n, int thread, int nthreads)
+{
+	uint64_t s = 0x2545f4914f6cdd1dull * (uint64_t)(thread + 1);
+	uint64_t sum = 0;
+	for (long i = 0; i < iters; i++) {
+		uint64_t r = rnd(&s);
+		uint64_t *p = xmalloc(8 + r % n);
+		*p = r;
+		uint64_t *q = __atomic_exchange_n(&slots[(r >> 32) % SLOTS], p, __ATOMIC_ACQ_REL);
+		if (q)
+			sum += *q;
+		free(q);
+	}
+	ESC((void *)(uintptr_t)sum);
+}
+
 /* Producer/consumer: each benchmark thread allocates, its own consumer
  * thread frees, through a ring; every free is cross-thread. */
 #define RING 1024
@@ -271,6 +293,7 @@ const struct micro_case micro_cases[] = {
 	{"aligned_alloc4096/4096", align_page, 4096, 0},
 	{"mt_pair/64", pair, 64, 1},
 	{"mt_exchange/512", exchange, 512, 1},
+	{"mt_exchange_used/512", exchange_used, 512, 1},
 	{"xthread/64", xthread, 64, 1},
 };
 const int micro_ncases = sizeof micro_cases / sizeof micro_cases[0];
