@@ -407,6 +407,20 @@ KA_INLINE void *ka_link_decode(const void *link, const void *where)
 }
 
 /*
+ * The end of a bin's or a slab's free list: the last object's link
+ * encodes it, and an empty bin's head is it. It is not 16-aligned, so
+ * malloc's fast path tests a bin's head once for both "empty" and "a link
+ * that decoded to no object" (a write after free), and goes slow for
+ * either, where they are told apart: the link popped is stored unchecked
+ * and checked by the next malloc of its class, before it is followed (2
+ * instructions fewer than a NULL end and a check of each link at its pop).
+ * A slab's own freelist field stays NULL when empty (pop_link maps the
+ * end to it); remote-free chains, which never become bins as they stand,
+ * end with NULL.
+ */
+#define KA_LIST_END ((void *)(uintptr_t)1)
+
+/*
  * The mark a free object at p carries in its second word: the secret
  * mixed with the object's own address, so that a copy of a free object's
  * bytes (realloc of a block whose memory once held slab objects, a copy of

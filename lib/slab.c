@@ -39,7 +39,9 @@ static void **link_of(const struct ka_cache *c, void *obj)
 static void *pop_link(struct ka_cache *c, struct ka_slab *s, void *obj)
 {
 	void *next = ka_link_decode(*link_of(c, obj), link_of(c, obj));
-	if (next && !ka_slab_obj_ok(s, next))
+	if (next == KA_LIST_END)
+		return NULL;
+	if (!ka_slab_obj_ok(s, next))
 		ka_fatal("malloc()", "corrupted free list (write after free?) in object", obj, c->name);
 	return next;
 }
@@ -121,7 +123,7 @@ static struct ka_slab *new_slab(struct ka_cache *c)
 	struct ka_slab *s = &head->slab;
 	memset(s, 0, sizeof *s);
 	s->cache = c;
-	void *next = NULL;
+	void *next = KA_LIST_END;
 	/* A call per object to learn that poisoning is off took 0.4% of
 	 * python3's samples (perf, bench/programs/pywork.py): asked once. */
 	bool poison = ka_opt.poison;
@@ -172,7 +174,7 @@ static void settle(struct ka_cache *c, struct ka_slab *s)
 /* Push obj, no longer in use, on its slab's free list. */
 static void to_freelist(struct ka_cache *c, struct ka_slab *s, void *obj)
 {
-	*link_of(c, obj) = ka_link_encode(s->freelist, link_of(c, obj));
+	*link_of(c, obj) = ka_link_encode(s->freelist ? s->freelist : KA_LIST_END, link_of(c, obj));
 	s->freelist = obj;
 	s->inuse--;
 }
@@ -235,7 +237,7 @@ void *ka_slab_take_list(struct ka_cache *c, unsigned max, uint32_t owner, unsign
 	struct ka_slab *s = refill_slab(c, owner);
 	if (s && s->freelist && c->objs - s->inuse <= max) {
 		/* A kmalloc slab's links are encoded as a bin's (link_off 0), and
-		 * its last one encodes NULL: the list moves as it stands. */
+		 * its last one encodes KA_LIST_END: the list moves as it stands. */
 		list = s->freelist;
 		*n = c->objs - s->inuse;
 		s->freelist = NULL;

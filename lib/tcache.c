@@ -111,6 +111,7 @@ enum { TC_NONE, TC_CREATING, TC_LIVE, TC_DEAD };
 
 static struct ka_tcache empty_tcache = {
 	.id8 = KA_TCACHE_ID_NONE << 8,
+	.bins = {[0 ... KA_NR_CLASSES - 1] = {.head = KA_LIST_END}},
 	.bin_off = {[0 ... KA_SMALL_MAX / 16] = offsetof(struct ka_tcache, bins)},
 };
 __thread struct ka_tls ka_tls = {&empty_tcache, KA_TICK_BYTES, KA_S_UNARMED, 0, 0};
@@ -279,7 +280,7 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 	tc->bin_bytes = 0;
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
 		struct ka_bin *b = &tc->bins[c];
-		b->head = NULL;
+		b->head = KA_LIST_END;
 		b->room = 0;
 		tc->max[c] = 0;
 		set_max(tc, c, bin_start(c));
@@ -299,10 +300,11 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 	return tc;
 }
 
+/* The next object of a bin's list after obj, or KA_LIST_END; checked. */
 static void *next_of(void *obj, unsigned cls)
 {
 	void *next = ka_link_decode(*(void **)obj, obj);
-	if ((uintptr_t)next & 15)
+	if (((uintptr_t)next & 15) && next != KA_LIST_END)
 		ka_tcache_corrupt(obj, cls);
 	return next;
 }
@@ -334,7 +336,7 @@ static void refill(struct ka_tcache *tc, unsigned cls)
 	/* An empty bin takes a slab's whole free list when it is no more than
 	 * twice the refill (and fits the bin), touching no object; else the
 	 * objects come one by one. */
-	if (!b->head) {
+	if (b->head == KA_LIST_END) {
 		unsigned n, most = want * 2 < tc->max[cls] ? want * 2 : tc->max[cls];
 		void *list = ka_slab_take_list(&ka_kmalloc[cls], most, tc->id8 >> 8, &n);
 		if (list) {
@@ -373,7 +375,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 	void *cur = b->head, *objs[BATCH];
 	unsigned m = 0;
 	for (uint32_t i = 0; i < n; i++) {
-		if (!cur)
+		if (cur == KA_LIST_END)
 			ka_tcache_corrupt(b->head, cls);
 		objs[m++] = cur;
 		cur = next_of(cur, cls);
@@ -898,11 +900,15 @@ void *ka_tcache_malloc_slow(size_t n)
 	if (!tc)
 		return ka_cache_alloc(&ka_kmalloc[cls]);
 	struct ka_bin *b = &tc->bins[cls];
+	/* The fast path stores the link it pops unchecked: here is its check. */
+	if (((uintptr_t)b->head & 15) && b->head != KA_LIST_END)
+		ka_fatal("malloc()", "corrupted free list (write after free?): a freed block's link decodes to",
+			 b->head, ka_classes[cls].name);
 	post_all(tc);
 	drain_own(tc);
-	if (!b->head)
+	if (b->head == KA_LIST_END)
 		refill(tc, cls);
-	return b->head ? pop(b, cls) : NULL;
+	return b->head != KA_LIST_END ? pop(b, cls) : NULL;
 }
 
 /*
@@ -1103,7 +1109,7 @@ void ka_tcache_validate(void)
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
 		struct ka_bin *b = &tc->bins[c];
 		uint32_t n = 0;
-		for (void *o = b->head; o; o = next_of(o, c), n++)
+		for (void *o = b->head; o != KA_LIST_END; o = next_of(o, c), n++)
 			if (n >= ka_bin_count(tc, c) || chain_class(o) != c || !ka_obj_marked_free(&ka_kmalloc[c], o))
 				ka_fatal("ka_tcache_validate", "bad object in a bin at", o, ka_classes[c].name);
 		if (n != ka_bin_count(tc, c))

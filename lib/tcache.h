@@ -8,9 +8,11 @@
  * goes slow); the slow paths create the real cache.
  *
  * Checks kept on the fast path, all cheap:
- *  - malloc: the popped link must decode (ka_link_code) to a 16-aligned
- *    address (a write after free that hits the link is caught, 15 times in
- *    16, before it is followed);
+ *  - malloc: the bin's head must be 16-aligned: a popped link is stored
+ *    decoded (ka_link_code) and unchecked, and the next malloc of its
+ *    class tests it with the empty test (KA_LIST_END), before it is
+ *    followed (a write after free that hits a link is caught 15 times in
+ *    16; the slow path reports it);
  *  - free: the bin must have room (a room count, whose decrement must not
  *    borrow);
  *  - free: the address must be in a slab page whose owner is this thread
@@ -81,16 +83,16 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 		struct ka_tcache *tc = ka_tc;
 		struct ka_bin *b = (struct ka_bin *)(void *)((char *)tc + tc->bin_off[(n + 15) >> 4]);
 		char *p = b->head;
-		if (KA_LIKELY(p != NULL)) {
+		/* Neither KA_LIST_END (empty) nor a corrupted link (the slow path
+		 * tells which): the link popped below is checked here by the
+		 * next malloc of the class, before it is followed. */
+		if (KA_LIKELY(((uintptr_t)p & 15) == 0)) {
 			/* The mask in a register first, so that the link's load is
 			 * followed by one xor, not two (the pair's latency is a chain
 			 * through this load and the free's head store). */
 			uintptr_t mask = ka_link_code(0, (uintptr_t)p, tc->secret);
 			__asm__("" : "+r"(mask));
-			uintptr_t next = *(uintptr_t *)p ^ mask;
-			if (KA_UNLIKELY(next & 15))
-				ka_tcache_corrupt(p, (unsigned)(b - tc->bins));
-			b->head = (void *)next;
+			b->head = (void *)(*(uintptr_t *)p ^ mask);
 			b->room++;
 			/* Clear the key, so that a later free is not taken for a double one. */
 			((uint64_t *)p)[1] = 0;
