@@ -309,6 +309,17 @@ static void *next_of(void *obj, unsigned cls)
 	return next;
 }
 
+/* A bin's head, checked: the fast path stores the links it pops unchecked
+ * (tcache.h), so whatever walks a bin from its head tests it first. */
+static void *bin_head(struct ka_tcache *tc, unsigned cls)
+{
+	void *h = tc->bins[cls].head;
+	if (((uintptr_t)h & 15) && h != KA_LIST_END)
+		ka_fatal("malloc()", "corrupted free list (write after free?): a freed block's link decodes to", h,
+			 ka_classes[cls].name);
+	return h;
+}
+
 static void *pop(struct ka_bin *b, unsigned cls)
 {
 	char *p = b->head;
@@ -372,7 +383,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 		return;
 	tc->busy[cls] |= BUSY_FLUSH;
 	uint32_t n = ka_bin_count(tc, cls) - keep;
-	void *cur = b->head, *objs[BATCH];
+	void *cur = bin_head(tc, cls), *objs[BATCH];
 	unsigned m = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		if (cur == KA_LIST_END)
@@ -900,10 +911,7 @@ void *ka_tcache_malloc_slow(size_t n)
 	if (!tc)
 		return ka_cache_alloc(&ka_kmalloc[cls]);
 	struct ka_bin *b = &tc->bins[cls];
-	/* The fast path stores the link it pops unchecked: here is its check. */
-	if (((uintptr_t)b->head & 15) && b->head != KA_LIST_END)
-		ka_fatal("malloc()", "corrupted free list (write after free?): a freed block's link decodes to",
-			 b->head, ka_classes[cls].name);
+	bin_head(tc, cls);
 	post_all(tc);
 	drain_own(tc);
 	if (b->head == KA_LIST_END)
@@ -1109,7 +1117,7 @@ void ka_tcache_validate(void)
 	for (unsigned c = 1; c < KA_NR_CLASSES; c++) {
 		struct ka_bin *b = &tc->bins[c];
 		uint32_t n = 0;
-		for (void *o = b->head; o != KA_LIST_END; o = next_of(o, c), n++)
+		for (void *o = bin_head(tc, c); o != KA_LIST_END; o = next_of(o, c), n++)
 			if (n >= ka_bin_count(tc, c) || chain_class(o) != c || !ka_obj_marked_free(&ka_kmalloc[c], o))
 				ka_fatal("ka_tcache_validate", "bad object in a bin at", o, ka_classes[c].name);
 		if (n != ka_bin_count(tc, c))

@@ -63,6 +63,45 @@ static int disjoint(void)
 	return 1;
 }
 
+/* In a child: free b and a (a on top of b in the bin), overwrite a's link
+ * (the low bits change, so the check catches it every time), take a back
+ * with malloc, then either malloc again or flush the bin. True if the
+ * child aborted with the corrupted-list message. */
+static bool corrupt_link_aborts(bool flush)
+{
+	int fd[2];
+	if (pipe(fd) != 0)
+		return false;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fd[1], 2);
+		ka_report_init(); /* the pipe is now this child's stderr (report.c) */
+		void **a = kalloc_malloc(64);
+		void *b = kalloc_malloc(64);
+		kalloc_free(b);
+		kalloc_free(a);
+		a[0] = (void *)((uintptr_t)a[0] ^ 0x4141414141414141ull);
+		if (kalloc_malloc(64) != a)
+			_exit(3);
+		if (flush)
+			kalloc_malloc_trim(0);
+		else
+			kalloc_malloc(64);
+		_exit(0);
+	}
+	close(fd[1]);
+	char msg[512] = "";
+	ssize_t got = read(fd[0], msg, sizeof msg - 1);
+	msg[got > 0 ? got : 0] = 0;
+	close(fd[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT))
+		diag("child status %#x, message: %s", status, msg);
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(msg, "corrupted free list");
+}
+
 int main(void)
 {
 	unsigned long seed = test_seed();
@@ -173,34 +212,10 @@ int main(void)
 	ok(active == 0 && slabs == 0 && st.free_pages == st.managed_pages,
 	   "everything freed and trimmed: no active objects (%zu), no slabs (%zu), all pages free", active, slabs);
 
-	/* A write after free that hits the link is caught when the list is used. */
-	int fd[2];
-	if (pipe(fd) != 0)
-		return 1;
-	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(fd[1], 2);
-		ka_report_init(); /* the pipe is now this child's stderr (report.c) */
-		void **a = kalloc_malloc(64);
-		void *b = kalloc_malloc(64);
-		kalloc_free(b);
-		kalloc_free(a);
-		/* A write after free into the link. Links are checked for alignment
-		 * once decoded, so a random overwrite is caught 7 times in 8; this
-		 * one changes the low bits, so it is caught every time. */
-		a[0] = (void *)((uintptr_t)a[0] ^ 0x4141414141414141ull);
-		kalloc_malloc(64);
-		kalloc_malloc(64);
-		_exit(0);
-	}
-	close(fd[1]);
-	char msg[512] = "";
-	ssize_t got = read(fd[0], msg, sizeof msg - 1);
-	msg[got > 0 ? got : 0] = 0;
-	int status;
-	waitpid(pid, &status, 0);
-	ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(msg, "corrupted free list"),
-	   "a write after free into a free-list link aborts with a message");
+	/* A write after free that hits the link is caught when the list is
+	 * used: by the malloc after the one that pops it, or by a walk of the
+	 * bin (malloc_trim flushes the caller's cache), never followed. */
+	ok(corrupt_link_aborts(false), "a write after free into a free-list link aborts the next malloc with a message");
+	ok(corrupt_link_aborts(true), "... and the flush of its bin, with the message");
 	return done_testing();
 }
