@@ -87,12 +87,15 @@ KA_INLINE void *ka_tcache_malloc(size_t n)
 		 * tells which): the link popped below is checked here by the
 		 * next malloc of the class, before it is followed. */
 		if (KA_LIKELY(((uintptr_t)p & 15) == 0)) {
-			/* The mask in a register first, so that the link's load is
-			 * followed by one xor, not two (the pair's latency is a chain
-			 * through this load and the free's head store). */
-			uintptr_t mask = ka_link_code(0, (uintptr_t)p, tc->secret);
-			__asm__("" : "+r"(mask));
-			b->head = (void *)(*(uintptr_t *)p ^ mask);
+			/* next = ka_link_code(*p, p, secret), the mask in a register
+			 * first, so that the link's load is followed by one xor, not
+			 * two (the pair's latency is a chain through this load and
+			 * the free's head store); p in rax, where malloc returns it
+			 * (else gcc keeps it elsewhere and adds a move at the end). */
+			uintptr_t next = tc->secret;
+			__asm__("xorq %1, %0" : "+r"(next) : "a"(p));
+			__asm__("xorq %1, %0" : "+r"(next) : "m"(*(uintptr_t *)p));
+			b->head = (void *)next;
 			b->room++;
 			/* Clear the key, so that a later free is not taken for a double one. */
 			((uint64_t *)p)[1] = 0;
