@@ -32,15 +32,11 @@ static inline const char *kalloc_lib(void)
  */
 static inline int run_case(const char *conf, const char *name, char *out, size_t cap)
 {
-	int fd[2];
-	if (pipe(fd) != 0)
+	int rd;
+	pid_t pid = fork_piped(&rd, 1);
+	if (pid < 0)
 		return -1;
-	fflush(stdout);
-	pid_t pid = fork();
 	if (pid == 0) {
-		close(fd[0]);
-		dup2(fd[1], 1);
-		dup2(fd[1], 2);
 		setenv("LD_PRELOAD", kalloc_lib(), 1);
 		if (conf)
 			setenv("KALLOC_CONF", conf, 1);
@@ -54,18 +50,7 @@ static inline int run_case(const char *conf, const char *name, char *out, size_t
 		execl(self, self, "child", name, (char *)NULL);
 		_exit(127);
 	}
-	close(fd[1]);
-	size_t n = 0;
-	ssize_t r;
-	char sink[4096];
-	while ((r = read(fd[0], n < cap - 1 ? out + n : sink, n < cap - 1 ? cap - 1 - n : sizeof sink)) > 0)
-		if (n < cap - 1)
-			n += (size_t)r;
-	out[n] = 0;
-	close(fd[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	return st;
+	return collect_child(pid, rd, out, cap);
 }
 
 static inline int aborted(int st) { return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT; }

@@ -63,43 +63,36 @@ static int disjoint(void)
 	return 1;
 }
 
-/* In a child: free b and a (a on top of b in the bin), overwrite a's link
- * (the low bits change, so the check catches it every time), take a back
- * with malloc, then either malloc again or flush the bin. True if the
- * child aborted with the corrupted-list message. */
+/* Free b and a (a on top of b in the bin), overwrite a's link (the low
+ * bits change, so the check catches it every time), take a back with
+ * malloc, then malloc again or, with flush_bin, flush the bin. */
+static bool flush_bin;
+static void corrupt_link(void)
+{
+	ka_report_init(); /* stderr is now the test's pipe (report.c) */
+	void **a = kalloc_malloc(64);
+	void *b = kalloc_malloc(64);
+	kalloc_free(b);
+	kalloc_free(a);
+	a[0] = (void *)((uintptr_t)a[0] ^ 0x4141414141414141ull);
+	if (kalloc_malloc(64) != a)
+		_exit(3);
+	if (flush_bin)
+		kalloc_malloc_trim(0);
+	else
+		kalloc_malloc(64);
+}
+
+/* True if corrupt_link aborted with the corrupted-list message. */
 static bool corrupt_link_aborts(bool flush)
 {
-	int fd[2];
-	if (pipe(fd) != 0)
-		return false;
-	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(fd[1], 2);
-		ka_report_init(); /* the pipe is now this child's stderr (report.c) */
-		void **a = kalloc_malloc(64);
-		void *b = kalloc_malloc(64);
-		kalloc_free(b);
-		kalloc_free(a);
-		a[0] = (void *)((uintptr_t)a[0] ^ 0x4141414141414141ull);
-		if (kalloc_malloc(64) != a)
-			_exit(3);
-		if (flush)
-			kalloc_malloc_trim(0);
-		else
-			kalloc_malloc(64);
-		_exit(0);
-	}
-	close(fd[1]);
-	char msg[512] = "";
-	ssize_t got = read(fd[0], msg, sizeof msg - 1);
-	msg[got > 0 ? got : 0] = 0;
-	close(fd[0]);
-	int status;
-	waitpid(pid, &status, 0);
-	if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT))
-		diag("child status %#x, message: %s", status, msg);
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(msg, "corrupted free list");
+	char msg[512];
+	flush_bin = flush;
+	int st = run_child_stderr(corrupt_link, msg, sizeof msg);
+	bool ok = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(msg, "corrupted free list");
+	if (!ok)
+		diag("child status %#x, message: %s", st, msg);
+	return ok;
 }
 
 int main(void)

@@ -112,6 +112,62 @@ static inline int run_child(void (*fn)(void))
 	return st;
 }
 
+/*
+ * Fork with the child's stderr, and its stdout too if both, on a pipe: 0
+ * in the child; in the parent the child's pid, *rd the pipe's read end;
+ * -1 if it cannot.
+ */
+static inline pid_t fork_piped(int *rd, int both)
+{
+	int fd[2];
+	if (pipe(fd) != 0)
+		return -1;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fd[0]);
+		if (both)
+			dup2(fd[1], 1);
+		dup2(fd[1], 2);
+		return 0;
+	}
+	close(fd[1]);
+	*rd = fd[0];
+	return pid;
+}
+
+/* What fork_piped's child writes, read to its end into out (NUL-terminated;
+ * the rest is read and dropped, so that the child never blocks); then its
+ * wait status. */
+static inline int collect_child(pid_t pid, int rd, char *out, size_t cap)
+{
+	size_t n = 0;
+	ssize_t r;
+	char sink[4096];
+	while ((r = read(rd, n < cap - 1 ? out + n : sink, n < cap - 1 ? cap - 1 - n : sizeof sink)) > 0)
+		if (n < cap - 1)
+			n += (size_t)r;
+	out[n] = 0;
+	close(rd);
+	int st = -1;
+	waitpid(pid, &st, 0);
+	return st;
+}
+
+/* run_child, with what the child writes to stderr in out. */
+static inline int run_child_stderr(void (*fn)(void), char *out, size_t cap)
+{
+	int rd;
+	pid_t pid = fork_piped(&rd, 0);
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		fn();
+		_exit(0);
+	}
+	return collect_child(pid, rd, out, cap);
+}
+
 /* xorshift64*: the tests' own generator, so a seed replays everywhere. */
 static inline unsigned long long rnd(unsigned long long *s)
 {
