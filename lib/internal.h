@@ -419,6 +419,12 @@ KA_INLINE void *ka_link_decode(const void *link, const void *where)
  * end with NULL.
  */
 #define KA_LIST_END ((void *)(uintptr_t)1)
+/* A decoded bin link or head that is neither an object start's alignment
+ * nor the end: a corrupted link. */
+KA_INLINE bool ka_list_corrupt(const void *v)
+{
+	return ((uintptr_t)v & 15) && v != KA_LIST_END;
+}
 
 /*
  * The mark a free object at p carries in its second word: the secret

@@ -157,7 +157,7 @@ static struct ka_tcache *cache_of(uint32_t owner)
 	return __atomic_load_n(&slots[owner & (KA_TCACHE_SLOTS - 1)], __ATOMIC_ACQUIRE);
 }
 
-void ka_tcache_corrupt(void *p, unsigned cls)
+static KA_NOINLINE KA_COLD __attribute__((noreturn)) void bin_corrupt(void *p, unsigned cls)
 {
 	ka_fatal("malloc()", "corrupted free list (write after free?) at", p, ka_classes[cls].name);
 }
@@ -304,8 +304,8 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 static void *next_of(void *obj, unsigned cls)
 {
 	void *next = ka_link_decode(*(void **)obj, obj);
-	if (((uintptr_t)next & 15) && next != KA_LIST_END)
-		ka_tcache_corrupt(obj, cls);
+	if (ka_list_corrupt(next))
+		bin_corrupt(obj, cls);
 	return next;
 }
 
@@ -314,7 +314,7 @@ static void *next_of(void *obj, unsigned cls)
 static void *bin_head(struct ka_tcache *tc, unsigned cls)
 {
 	void *h = tc->bins[cls].head;
-	if (((uintptr_t)h & 15) && h != KA_LIST_END)
+	if (ka_list_corrupt(h))
 		ka_fatal("malloc()", "corrupted free list (write after free?): a freed block's link decodes to", h,
 			 ka_classes[cls].name);
 	return h;
@@ -387,7 +387,7 @@ static void flush(struct ka_tcache *tc, unsigned cls, uint32_t keep)
 	unsigned m = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		if (cur == KA_LIST_END)
-			ka_tcache_corrupt(b->head, cls);
+			bin_corrupt(b->head, cls);
 		objs[m++] = cur;
 		cur = next_of(cur, cls);
 		if (m == BATCH || i + 1 == n) {
@@ -911,7 +911,7 @@ void *ka_tcache_malloc_slow(size_t n)
 	if (!tc)
 		return ka_cache_alloc(&ka_kmalloc[cls]);
 	struct ka_bin *b = &tc->bins[cls];
-	bin_head(tc, cls);
+	bin_head(tc, cls); /* checked before a drain links objects onto it */
 	post_all(tc);
 	drain_own(tc);
 	if (b->head == KA_LIST_END)

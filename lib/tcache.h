@@ -75,7 +75,6 @@ void ka_tcache_free_slow(void *p, const char *func);
 void ka_tcache_free_remote(void *p, const char *func);
 /* Fatal unless p is a live object of slab s (not freed, not inside one). */
 void ka_tcache_check_live(void *p, struct ka_slab *s, const char *func);
-__attribute__((noreturn)) KA_COLD void ka_tcache_corrupt(void *p, unsigned cls);
 
 KA_INLINE void *ka_tcache_malloc(size_t n)
 {

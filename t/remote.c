@@ -392,20 +392,15 @@ static void run_cmd(int c)
 }
 
 /* Threads that hold a live cache until told to go. */
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cache_cv = PTHREAD_COND_INITIALIZER;
-static int live_up, live_go;
+/* A thread with a live cache, from the barrier's first wait to its second. */
+static pthread_barrier_t live_bar;
 
 static void *live_cache(void *arg)
 {
 	(void)arg;
 	kalloc_free(kalloc_malloc(16));
-	pthread_mutex_lock(&cache_mu);
-	live_up++;
-	pthread_cond_broadcast(&cache_cv);
-	while (!live_go)
-		pthread_cond_wait(&cache_cv, &cache_mu);
-	pthread_mutex_unlock(&cache_mu);
+	pthread_barrier_wait(&live_bar);
+	pthread_barrier_wait(&live_bar);
 	return NULL;
 }
 
@@ -431,20 +426,16 @@ static void inbox_budget_test(void)
 {
 	enum { MORE = 10 };
 	pthread_t t[MORE];
+	pthread_barrier_init(&live_bar, NULL, MORE + 1);
 	for (int i = 0; i < MORE; i++)
 		pthread_create(&t[i], NULL, live_cache, NULL);
-	pthread_mutex_lock(&cache_mu);
-	while (live_up < MORE)
-		pthread_cond_wait(&cache_cv, &cache_mu);
-	pthread_mutex_unlock(&cache_mu);
+	pthread_barrier_wait(&live_bar); /* every one has its cache */
 	size_t over = 0, want = KA_INBOX_BUDGET / (MORE + 2);
 	size_t shared = grow_bound(&over);
-	pthread_mutex_lock(&cache_mu);
-	live_go = 1;
-	pthread_cond_broadcast(&cache_cv);
-	pthread_mutex_unlock(&cache_mu);
+	pthread_barrier_wait(&live_bar);
 	for (int i = 0; i < MORE; i++)
 		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&live_bar);
 	size_t alone = grow_bound(&over);
 	ok(shared == want && alone == KA_INBOX_MAX_BYTES && over == 0,
 	   "with %d live caches an inbox's bound grows to %zu KiB (want %zu), with 2 to %zu KiB (want %zu); "
