@@ -25,6 +25,12 @@
  *    match is a double free: the slow path reports it.
  * What the fast path does not take goes to ka_tcache_free_slow, which makes
  * the same checks for every other case (check_object in tcache.c).
+ * What the checks cost: the object start 5 instructions (mov, and, imul,
+ * cmp, jae), the key 2 and malloc's clearing of it 1 (objdump): 8 of the
+ * 50 instructions of a malloc(32)+free pair (make bench-callgrind), which
+ * would be 42 without them. The tag table's bound (2) makes its load safe
+ * for any address; the room and the tick (2 each) check nothing of the
+ * program's.
  */
 #ifndef KALLOC_TCACHE_H
 #define KALLOC_TCACHE_H
