@@ -86,11 +86,13 @@ void ka_pcp_init(void)
 	key_ok = pthread_key_create(&exit_key, destructor) == 0;
 }
 
-/* The calling thread's lists, made on first use; NULL to run without. */
-static struct ka_pcp *pcp_get(void)
+/* pcp_get's first use: the calling thread's lists made, NULL to run
+ * without. A function of its own, so that the common call saves no
+ * registers: whole, pcp_get pushed and popped five on every call, 18
+ * instructions, and a 64 KiB pair calls it twice (callgrind pair/65536
+ * 509 -> 478 instructions with the split). */
+static KA_NOINLINE struct ka_pcp *pcp_make(void)
 {
-	if (KA_LIKELY(pcp_state == PCP_LIVE))
-		return pcp_self;
 	if (pcp_state != PCP_NONE || !key_ok)
 		return NULL;
 	pcp_state = PCP_CREATING;
@@ -127,6 +129,14 @@ static struct ka_pcp *pcp_get(void)
 	pcp_self = p;
 	pcp_state = PCP_LIVE;
 	return p;
+}
+
+/* The calling thread's lists, made on first use; NULL to run without. */
+KA_INLINE struct ka_pcp *pcp_get(void)
+{
+	if (KA_LIKELY(pcp_state == PCP_LIVE))
+		return pcp_self;
+	return pcp_make();
 }
 
 static struct ka_page *block_at(struct ka_list *l)
