@@ -42,6 +42,8 @@
 
 static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ka_list cached = {&cached, &cached}, spare = {&spare, &spare};
+/* Under huge_lock; nr_cached is stored atomically too, for
+ * ka_large_purge's test without the lock. */
 static size_t nr_cached, cached_bytes, live_bytes, nr_live;
 
 static size_t page_round(size_t n) { return (n + KA_PAGE_SIZE - 1) & ~(KA_PAGE_SIZE - 1); }
@@ -56,7 +58,7 @@ static struct ka_huge *huge_of(const void *p)
 static void uncache(struct ka_huge *h)
 {
 	ka_list_del(&h->node);
-	nr_cached--;
+	ka_store_relaxed(&nr_cached, nr_cached - 1);
 	cached_bytes -= h->map_size;
 }
 
@@ -324,7 +326,7 @@ void ka_large_free(void *p, const char *func)
 	live_bytes -= h->map_size;
 	nr_live--;
 	ka_list_add(&cached, &h->node);
-	nr_cached++;
+	ka_store_relaxed(&nr_cached, nr_cached + 1);
 	cached_bytes += h->map_size;
 	trim_cache_locked(false, now, &out);
 	ka_unlock(&huge_lock);
@@ -383,6 +385,11 @@ void *ka_large_resize(void *p, size_t size, const char *func)
 
 void ka_large_purge(bool all)
 {
+	/* Every thread's tick comes here: with nothing cached it takes no lock
+	 * and reads no clock (nr_cached is read racily; a mapping cached
+	 * meanwhile is trimmed by its own free and by the next tick). */
+	if (!ka_load_relaxed(&nr_cached))
+		return;
 	struct ka_list out = {&out, &out};
 	ka_lock(&huge_lock);
 	trim_cache_locked(all, ka_os_now_ms(), &out);
