@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "../lib/internal.h"
 #include "../lib/tcache.h"
@@ -217,6 +218,26 @@ int main(void)
 	   "and shrinks to serve a 3 MiB one");
 	kalloc_free(h3);
 	kalloc_malloc_trim(0);
+
+	/* A cached mapping goes back by age at a tick's purge (whose test
+	 * without the lock must see it), and at once at malloc_trim. */
+	uint64_t delay = ka_opt.purge_delay_ms;
+	ka_opt.purge_delay_ms = 20;
+	kalloc_free(kalloc_malloc(8 << 20));
+	ka_large_stats(&ls);
+	size_t cached = ls.nr_cached;
+	for (uint64_t t0 = ka_os_now_ms(); ka_os_now_ms() - t0 < 50;)
+		nanosleep(&(struct timespec){0, 5000000}, NULL);
+	ka_large_purge(false);
+	ka_large_stats(&ls);
+	size_t aged = ls.nr_cached;
+	kalloc_free(kalloc_malloc(8 << 20));
+	kalloc_malloc_trim(0);
+	ka_large_stats(&ls);
+	ok(cached == 1 && aged == 0 && ls.nr_cached == 0,
+	   "a freed mapping is cached (%zu), unmapped by a purge past purge_delay_ms (%zu left) and by malloc_trim (%zu left)",
+	   cached, aged, ls.nr_cached);
+	ka_opt.purge_delay_ms = delay;
 
 	/* kmem_cache. */
 	struct kmem_cache *kc = kmem_cache_create("test-obj", 40, 0, SLAB_HWCACHE_ALIGN, ctor);

@@ -391,7 +391,6 @@ static void run_cmd(int c)
 	pthread_mutex_unlock(&cmd_mu);
 }
 
-/* Threads that hold a live cache until told to go. */
 /* A thread with a live cache, from the barrier's first wait to its second. */
 static pthread_barrier_t live_bar;
 
