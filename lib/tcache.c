@@ -96,11 +96,15 @@
  * for the return of what a full bin overflowed) left falseshare-passive
  * where it was and took mt_exchange/512 from 18.5-23.3 to 12.9-19.3 ns
  * (4 runs each; tcmalloc 9.7-15.4): its sizes, 8 to 519 bytes, fall in
- * those classes a third of the time. But every free paid 2 instructions
- * more for the owner's test, and a consumer that never allocates paid
- * the bin's round trip before each send home: prodcons 0.163 -> 0.179 s
- * (median of 25 interleaved runs; 130.8 -> 136.9 million instructions,
- * callgrind, quick), prodcons-mixed 0.513 -> 0.542 s. Not kept.
+ * those classes a third of the time. But the owner's test cost every
+ * malloc/free pair 4 instructions (bench/opcount under callgrind, loop
+ * included: pair/32 57.0 -> 61.0, ring/512 72.7 -> 76.7), and a consumer
+ * that never allocates paid the bin's round trip before each send home:
+ * prodcons 0.163 -> 0.179 s (median of 25 interleaved runs; 130.8 ->
+ * 136.9 million instructions, callgrind, quick), prodcons-mixed 0.513 ->
+ * 0.542 s. A bin that overflowed with no refill since shrank to 32 and
+ * sent all home, which a single thread's random-order frees also trip:
+ * batch_random/64 69.5 -> 270.5 instructions. Not kept.
  */
 #include <errno.h>
 #include <signal.h>
