@@ -13,7 +13,12 @@
  *    KA_INBOX_MAX_BYTES), and halves back at GC passes without one;
  *  - with more live caches, it grows only to KA_INBOX_BUDGET shared by
  *    them;
- *  - fork while another thread has objects in its outbox.
+ *  - fork while another thread has objects in its outbox;
+ *  - a remote free of a line-whole class stays in the freer's bin when
+ *    the freer allocates that class itself, and goes to the owner's
+ *    outbox otherwise (a thread that only frees it, or a class whose
+ *    objects share lines), and stops when its bin of the class only
+ *    overflows for a GC pass.
  * Also run under TSan.
  */
 #include <pthread.h>
@@ -672,10 +677,139 @@ static void churn_test(void)
 	   waves * per, churn_bad, active_all(), before);
 }
 
+/* ------------------------------------- remote frees kept by the freer */
+#define KEEP_N 16
+static pthread_barrier_t keep_bar, consumer_bar;
+static unsigned fresh_kept;
+
+static void *keep_owner(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < KEEP_N; i++) {
+		objs[i] = kalloc_malloc(128);
+		objs[KEEP_N + i] = kalloc_malloc(96);
+	}
+	pthread_barrier_wait(&keep_bar); /* the objects are ready */
+	/* The consumer's: allocated after its own refills, which may have
+	 * taken this thread's partial slab (and its tags). */
+	pthread_barrier_wait(&consumer_bar);
+	for (int i = 2 * KEEP_N; i < 3 * KEEP_N; i++)
+		objs[i] = kalloc_malloc(128);
+	pthread_barrier_wait(&consumer_bar);
+	pthread_barrier_wait(&keep_bar); /* the others have freed them */
+	return NULL;
+}
+
+/* A thread that has never allocated 128 B frees the first half. */
+static void *fresh_freer(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < KEEP_N / 2; i++)
+		kalloc_free(objs[i]);
+	fresh_kept = ka_bin_count(ka_tc, ka_size_class[(128 + 7) >> 3]);
+	return NULL;
+}
+
+/* Housekeeping ticks until one that makes a GC pass (tcache.c: every 8th). */
+static void to_gc_pass(void)
+{
+	uint32_t t0 = ka_tcache_ticks();
+	for (int i = 0; i < 1000 && (ka_tcache_ticks() == t0 || ka_tcache_ticks() % 8); i++) {
+		ka_tls.tick = 0;
+		kalloc_free(kalloc_malloc(16));
+	}
+}
+
+/*
+ * A thread that allocated 128 B blocks, then in a whole GC pass only freed
+ * them (its bin overflowed, it never refilled): a consumer. It stops
+ * keeping remote frees of the class; its own frees stay fast-path ones.
+ */
+static uint32_t consumer_kept, consumer_foreign;
+static size_t consumer_queued;
+static void *consumer(void *arg)
+{
+	(void)arg;
+	void *mine[600];
+	for (int i = 0; i < 600; i++)
+		mine[i] = kalloc_malloc(128);
+	to_gc_pass(); /* it refilled: it keeps on */
+	for (int i = 0; i < 600; i++)
+		kalloc_free(mine[i]);
+	to_gc_pass(); /* it only flushed */
+	pthread_barrier_wait(&consumer_bar);
+	pthread_barrier_wait(&consumer_bar); /* the owner's objects are ready */
+	unsigned c = ka_size_class[(128 + 7) >> 3];
+	ka_tls.tick = INT64_MAX;
+	size_t out0 = ka_tc->out_bytes;
+	/* Only those of the owner's slabs count: a block the owner took from
+	 * its bin may sit in a slab this thread's refills took over since. */
+	for (int i = 2 * KEEP_N; i < 3 * KEEP_N; i++) {
+		bool foreign = ka_tag_of((uintptr_t)objs[i]) >> 8 != ka_tc->id8 >> 8;
+		uint32_t n0 = ka_bin_count(ka_tc, c);
+		kalloc_free(objs[i]);
+		consumer_foreign += foreign;
+		consumer_kept += foreign && ka_bin_count(ka_tc, c) != n0;
+	}
+	consumer_queued = ka_tc->out_bytes - out0;
+	ka_tls.tick = KA_TICK_BYTES;
+	return NULL;
+}
+
+static void keep_test(void)
+{
+	unsigned c128 = ka_size_class[(128 + 7) >> 3], c96 = ka_size_class[(96 + 7) >> 3];
+	/* This thread's bins of both classes empty, then refilled: it
+	 * allocates them. */
+	ka_tcache_flush_all();
+	kalloc_free(kalloc_malloc(128));
+	kalloc_free(kalloc_malloc(96));
+	pthread_t t, f;
+	pthread_barrier_init(&keep_bar, NULL, 2);
+	pthread_barrier_init(&consumer_bar, NULL, 2);
+	pthread_create(&t, NULL, keep_owner, NULL);
+	pthread_barrier_wait(&keep_bar);
+	pthread_create(&f, NULL, fresh_freer, NULL);
+	pthread_join(f, NULL);
+	ka_tls.tick = INT64_MAX; /* no housekeeping tick: it would send the outbox on */
+	uint32_t n0 = ka_bin_count(ka_tc, c128), m0 = ka_bin_count(ka_tc, c96);
+	size_t out0 = ka_tc->out_bytes;
+	for (int i = KEEP_N / 2; i < KEEP_N; i++)
+		kalloc_free(objs[i]);
+	uint32_t kept = ka_bin_count(ka_tc, c128) - n0;
+	size_t out128 = ka_tc->out_bytes - out0;
+	for (int i = KEEP_N; i < 2 * KEEP_N; i++)
+		kalloc_free(objs[i]);
+	uint32_t kept96 = ka_bin_count(ka_tc, c96) - m0;
+	size_t out96 = ka_tc->out_bytes - out0 - out128;
+	void *again = kalloc_malloc(128);
+	kalloc_free(again);
+	ka_tls.tick = KA_TICK_BYTES;
+	pthread_create(&f, NULL, consumer, NULL);
+	pthread_join(f, NULL);
+	pthread_barrier_wait(&keep_bar);
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&keep_bar);
+	pthread_barrier_destroy(&consumer_bar);
+	ok(fresh_kept == 0 && kept == KEEP_N / 2 && out128 == 0 && again == objs[KEEP_N - 1] && kept96 == 0 &&
+	   out96 == (size_t)KEEP_N * 96,
+	   "remote frees of 128 B: a thread that never allocated them keeps none (%u), one that allocates them "
+	   "keeps all %u (%u kept, %zu bytes queued) and its next malloc returns the last (%s); of 96 B, whose "
+	   "objects share lines, it keeps none (%u) and queues them for their owner (%zu of %zu bytes)",
+	   fresh_kept, KEEP_N / 2, kept, out128, again == objs[KEEP_N - 1] ? "yes" : "no", kept96, out96,
+	   (size_t)KEEP_N * 96);
+	ok(consumer_foreign > 0 && consumer_kept == 0 && consumer_queued == (size_t)consumer_foreign * 128,
+	   "a thread whose 128 B bin only overflowed for a GC pass stops keeping remote frees of the class "
+	   "(%u of %u kept, %zu of %zu bytes queued)",
+	   consumer_kept, consumer_foreign, consumer_queued, (size_t)consumer_foreign * 128);
+	kalloc_malloc_trim(0);
+	validate_all();
+}
+
 int main(void)
 {
 	model_seed = test_seed();
-	plan(11);
+	plan(13);
 	kalloc_free(kalloc_malloc(1)); /* this thread's cache */
 	model_test();
 	exit_with_outbox();
@@ -685,5 +819,6 @@ int main(void)
 	fork_test();
 	churn_test();
 	close_during_post();
+	keep_test();
 	return 0;
 }
