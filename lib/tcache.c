@@ -32,12 +32,19 @@
  * last refilled from it, named in its tags), except those the freer keeps:
  *  - A thread keeps a remote free in its own bin, as a local one, when
  *    the object's class is of whole cache lines (its size a multiple of
- *    64: every class from 128 up, and 64) and the thread allocates that
- *    class itself: its bin has refilled, and has not only overflowed for
- *    a whole GC pass since (BUSY_KEEP). Such an object shares no line
- *    with another, so whoever reuses it fights nobody for its lines; a
- *    thread that only frees the class (a consumer) sends it home, where
- *    it is reused, not flushed to the slabs and refilled under two locks.
+ *    64: every class from 128 up, and 64), the thread allocates that
+ *    class itself (its bin has refilled, and has not only overflowed for
+ *    a whole GC pass since: BUSY_KEEP), its remote frees (posted or
+ *    kept) were at least a quarter of its last housekeeping tick
+ *    (KEEP_BYTES: tc->keeps; both together BUSY_KEEPS, the one bit the
+ *    remote free tests), and the owner is live. Such an object shares no
+ *    line with another, so whoever reuses it fights nobody for its lines;
+ *    a thread that only frees the class (a consumer) sends it home, where
+ *    it is reused, not flushed to the slabs and refilled under two locks;
+ *    a thread whose frees are mostly local (larson's) sends its few
+ *    remote ones home, since one it kept stays in its own cycle of malloc
+ *    and free with each free a remote one; a retired owner's slab is
+ *    adopted (below).
  *  - A thread that frees an object of a slab another live cache owns
  *    pushes it, marked free, onto its outbox for that owner: no atomic.
  *    An outbox goes out when it holds OUTBOX_OBJS objects or OUTBOX_BYTES
@@ -113,7 +120,7 @@
  * 0.542 s. A bin that overflowed with no refill since shrank to 32 and
  * sent all home, which a single thread's random-order frees also trip:
  * batch_random/64 69.5 -> 270.5 instructions. Not kept.
- * Kept on the slow path instead (free_remote_quick, BUSY_KEEP above), the
+ * Kept on the slow path instead (free_remote_keep, BUSY_KEEPS above), the
  * fast path is as it was, and a consumer, which never refills, is not
  * touched: mt_exchange/512 at 2 threads 17.9-19.9 -> 14.4-15.5 ns
  * (medians of 7 interleaved runs; tcmalloc 9.7-10.8, jemalloc 10.5-11.0),
@@ -125,6 +132,18 @@
  * test, but a falseshare-passive of 96 B blocks went 1.16 -> 1.55 s (of
  * 160 B, 1.31 -> 1.65; jemalloc and mimalloc 1.12-1.24); the whole-line
  * rule leaves 96 B at 1.13 and 128 B at 0.66 -> 0.71 (jemalloc 0.71).
+ * Kept by any thread that allocated the class, larson took 0.86 -> 0.94 s
+ * (median of 11; mimalloc 0.89): a kept block stays in its freer's cycle
+ * and its every free is a remote one (ka_tcache_free_remote 7% of the
+ * samples, perf). With the quarter-tick gate larson is where it was
+ * (base 0.963, gated 0.939, mimalloc 0.928, tcmalloc 1.003 s, medians of
+ * 9 interleaved) and mt_exchange/512 at 2 threads goes 13.71 -> 9.39 ns
+ * (tcmalloc 7.43, jemalloc 8.28; mt_exchange_used 14.24 -> 10.21,
+ * tcmalloc 8.21), at 4 threads 13.45 -> 12.31 (tcmalloc 7.97). The test
+ * of BUSY_KEEPS costs every remote free that is not kept 2 instructions,
+ * the keeping out of line (free_remote_keep): xthread64 quick 435.8 ->
+ * 438.8 million instructions (callgrind); inline, its registers made it
+ * 442.0.
  * jemalloc keeps every remote free in the freer's cache and passes the 8 B
  * test because there a thread's first free, before any malloc, finds no
  * tcache and goes to its arena (LD_PRELOAD jemalloc 5.3.0: a worker that
@@ -145,10 +164,12 @@
 #define BUSY_REFILL 1 /* refilled */
 #define BUSY_FLUSH 2  /* flushed */
 #define BUSY_CYCLE 4  /* refilled since it last overflowed (grow) */
-#define BUSY_KEEP 8   /* keeps remote frees: refilled, and not only flushed since (kept across passes) */
+#define BUSY_KEEP 8   /* a whole-line class, refilled, and not only flushed since (kept across passes) */
+#define BUSY_KEEPS 16 /* keeps remote frees: BUSY_KEEP, of a cache that keeps (tc->keeps) */
 #define BATCH 64
 #define FILL_FIRST 8
 #define LINE 64 /* bytes in a cache line: a class of whole ones keeps remote frees */
+#define KEEP_BYTES (KA_TICK_BYTES / 4) /* remote frees in a tick that make a thread keep them */
 #define OUTBOX_OBJS 32
 #define OUTBOX_BYTES 32768
 #define INBOX_MIN_BYTES KA_INBOX_MIN_BYTES
@@ -345,6 +366,8 @@ static __attribute__((noinline)) KA_COLD struct ka_tcache *tcache_create(void)
 	}
 	memset(tc->out, 0, sizeof tc->out);
 	memset(tc->busy, 0, sizeof tc->busy);
+	tc->keeps = false;
+	tc->remote_bytes = 0;
 	memcpy(tc->bin_off, bin_off, sizeof tc->bin_off);
 	tc->out_bytes = 0;
 	ka_tc = tc;
@@ -394,7 +417,9 @@ static void link_in(struct ka_bin *b, void *obj)
 static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE | BUSY_KEEP;
+	if ((ka_classes[cls].size & (LINE - 1)) == 0)
+		tc->busy[cls] |= tc->keeps ? BUSY_KEEP | BUSY_KEEPS : BUSY_KEEP;
+	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE;
 	uint32_t want = tc->fill[cls];
 	if (want * 2 <= fill_max(tc, cls))
 		tc->fill[cls] = (uint16_t)(want * 2);
@@ -534,6 +559,7 @@ static void post(struct ka_tcache *tc, struct ka_outbox *ob)
 		nw = (uintptr_t)ob->head | (((old >> KA_INBOX_SHIFT) + units) << KA_INBOX_SHIFT);
 	} while (!__atomic_compare_exchange_n(slot, &old, nw, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 done:
+	tc->remote_bytes += (size_t)ob->units << 4;
 	tc->out_bytes -= (size_t)ob->units << 4;
 	ob->head = ob->tail = NULL;
 	ob->count = ob->units = 0;
@@ -816,6 +842,14 @@ static void housekeeping(void)
 		post_all(tc);
 		drain_own(tc);
 		bool gc = ++ticks % GC_TICKS == 0;
+		bool keeps = tc->remote_bytes >= KEEP_BYTES;
+		tc->remote_bytes = 0;
+		if (keeps != tc->keeps) {
+			tc->keeps = keeps;
+			for (unsigned c = 1; c < KA_NR_CLASSES; c++)
+				if (tc->busy[c] & BUSY_KEEP)
+					tc->busy[c] ^= BUSY_KEEPS;
+		}
 		if (gc) {
 			uint32_t m = tc->inbox_max, cap = ka_load_relaxed(&inbox_cap);
 			if (!tc->inbox_used && m > INBOX_MIN_BYTES)
@@ -835,7 +869,9 @@ static void housekeeping(void)
 			/* A bin that only overflowed in this pass (a consumer's)
 			 * stops keeping remote frees; one that refilled, or was
 			 * balanced, keeps on. */
-			tc->busy[c] = (was & (BUSY_KEEP | BUSY_REFILL | BUSY_FLUSH)) == (BUSY_KEEP | BUSY_FLUSH) ? 0 : was & BUSY_KEEP;
+			tc->busy[c] = (was & (BUSY_KEEP | BUSY_REFILL | BUSY_FLUSH)) == (BUSY_KEEP | BUSY_FLUSH)
+					      ? 0
+					      : was & (BUSY_KEEP | BUSY_KEEPS);
 		}
 		seen_epoch = epoch;
 	}
@@ -1036,9 +1072,7 @@ static void free_small(struct ka_tcache *tc, void *p, uint32_t tag, unsigned cls
 }
 
 /*
- * The common remote free, when it is all it takes: p (cls, tagged tag) into
- * this thread's bin if it keeps the class's remote frees (see the top of
- * this file; a full bin sends it home), else onto
+ * The common remote free, when it is all it takes: p (cls, tagged tag) onto
  * the outbox already queued for its owner (see free_small), with no post,
  * so no lock, no system call and errno untouched. False: nothing was done.
  * It is not charged to housekeeping's clock: an object queued on an outbox
@@ -1050,13 +1084,6 @@ static void free_small(struct ka_tcache *tc, void *p, uint32_t tag, unsigned cls
 KA_INLINE bool free_remote_quick(struct ka_tcache *tc, void *p, uint32_t tag, unsigned cls)
 {
 	uint32_t owner = tag >> 8, size = ka_classes[cls].size;
-	struct ka_bin *b = &tc->bins[cls];
-	/* empty_tcache's busy[] is 0: a thread without a cache keeps nothing. */
-	if ((size & (LINE - 1)) == 0 && (tc->busy[cls] & BUSY_KEEP) && b->room) {
-		((uint64_t *)p)[1] = ka_key_of(p);
-		link_in(b, p);
-		return true;
-	}
 	struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
 	/* Queued, so not for this cache (nothing is ever queued for its own
 	 * owner), and live: a cache that is not (empty_tcache, or one still
@@ -1148,12 +1175,40 @@ static KA_NOINLINE void free_checked_errno(void *p, const char *func, uint32_t t
 /* The quick path needs no frame: the rest is a tail call, with the look-up
  * and the checks made once (they were made twice, the call's return
  * tested in api.c: 17 instructions a remote free, callgrind). */
+/*
+ * A remote free of a class this thread keeps (cls, BUSY_KEEPS; see the top
+ * of this file): into its bin if the bin has room and the owner is live.
+ * A retired owner's object goes on to free_small, which adopts its slab,
+ * so that the slab's later frees are local ones, not each kept here again.
+ * Out of line, and a tail call: the path that keeps nothing saves no more
+ * registers for it.
+ */
+static KA_NOINLINE void free_remote_keep(void *p, const char *func, uint32_t tag, unsigned cls)
+{
+	struct ka_tcache *tc = ka_tc, *to = cache_of(tag >> 8);
+	if (tc->bins[cls].room && to && __atomic_load_n(&to->id, __ATOMIC_RELAXED) == tag >> 8) {
+		((uint64_t *)p)[1] = ka_key_of(p);
+		link_in(&tc->bins[cls], p);
+		tc->remote_bytes += ka_classes[cls].size;
+		return;
+	}
+	if (!free_remote_quick(tc, p, tag, cls))
+		free_checked_errno(p, func, tag, cls);
+}
+
 void ka_tcache_free_remote(void *p, const char *func)
 {
 	uint32_t tag;
 	unsigned cls = small_checked(p, func, &tag);
-	if (KA_LIKELY(cls != 0) && free_remote_quick(ka_tc, p, tag, cls))
-		return;
+	if (KA_LIKELY(cls != 0)) {
+		/* empty_tcache's busy[] is 0: a thread without a cache keeps nothing. */
+		if (ka_tc->busy[cls] & BUSY_KEEPS) {
+			free_remote_keep(p, func, tag, cls);
+			return;
+		}
+		if (free_remote_quick(ka_tc, p, tag, cls))
+			return;
+	}
 	free_checked_errno(p, func, tag, cls);
 }
 

@@ -15,10 +15,12 @@
  *    them;
  *  - fork while another thread has objects in its outbox;
  *  - a remote free of a line-whole class stays in the freer's bin when
- *    the freer allocates that class itself, and goes to the owner's
- *    outbox otherwise (a thread that only frees it, or a class whose
+ *    the freer allocates that class itself and its last tick was mostly
+ *    remote frees, and goes to the owner's outbox otherwise (a thread
+ *    that only frees it, one with few remote frees, or a class whose
  *    objects share lines), and stops when its bin of the class only
- *    overflows for a GC pass.
+ *    overflows for a GC pass; an owner that exited has its slabs adopted
+ *    all the same.
  * Also run under TSan.
  */
 #include <pthread.h>
@@ -679,8 +681,16 @@ static void churn_test(void)
 
 /* ------------------------------------- remote frees kept by the freer */
 #define KEEP_N 16
+/* Remote frees of 128 B (and 256 B) in one tick that make a thread keep
+ * them from the next: more than a quarter of the tick (tcache.c,
+ * KEEP_BYTES), so that the few another thread's refills leave in this
+ * thread's own slabs do not fall short. */
+#define BULK128 3000
+#define BULK256 1500
+#define ADOPT_N 100
 static pthread_barrier_t keep_bar, consumer_bar;
 static unsigned fresh_kept;
+static void *bulk128[BULK128], *bulk256[BULK256], *adopt128[ADOPT_N];
 
 static void *keep_owner(void *arg)
 {
@@ -689,10 +699,18 @@ static void *keep_owner(void *arg)
 		objs[i] = kalloc_malloc(128);
 		objs[KEEP_N + i] = kalloc_malloc(96);
 	}
+	for (int i = 0; i < BULK128; i++)
+		bulk128[i] = kalloc_malloc(128);
+	for (int i = 0; i < BULK256; i++)
+		bulk256[i] = kalloc_malloc(256);
+	for (int i = 0; i < ADOPT_N; i++)
+		adopt128[i] = kalloc_malloc(128);
 	pthread_barrier_wait(&keep_bar); /* the objects are ready */
 	/* The consumer's: allocated after its own refills, which may have
-	 * taken this thread's partial slab (and its tags). */
+	 * taken this thread's partial slab (and its tags), by refills of this
+	 * thread's from an empty bin, which tag what they take as its own. */
 	pthread_barrier_wait(&consumer_bar);
+	ka_tcache_flush_all();
 	for (int i = 2 * KEEP_N; i < 3 * KEEP_N; i++)
 		objs[i] = kalloc_malloc(128);
 	pthread_barrier_wait(&consumer_bar);
@@ -710,6 +728,25 @@ static void *fresh_freer(void *arg)
 	return NULL;
 }
 
+/* One housekeeping tick, then none until the next call: a thread keeps
+ * remote frees after a tick whose remote frees reached a quarter of it. */
+static void one_tick(void)
+{
+	ka_tls.tick = 0;
+	kalloc_free(kalloc_malloc(16));
+	ka_tls.tick = INT64_MAX;
+}
+
+/* Frees the n objects of another live thread in one tick, so that this
+ * thread keeps remote frees from the next. */
+static void keep_on(void **bulk, int n)
+{
+	one_tick();
+	for (int i = 0; i < n; i++)
+		kalloc_free(bulk[i]);
+	one_tick();
+}
+
 /* Housekeeping ticks until one that makes a GC pass (tcache.c: every 8th). */
 static void to_gc_pass(void)
 {
@@ -723,10 +760,12 @@ static void to_gc_pass(void)
 /*
  * A thread that allocated 128 B blocks, then in a whole GC pass only freed
  * them (its bin overflowed, it never refilled): a consumer. It stops
- * keeping remote frees of the class; its own frees stay fast-path ones.
+ * keeping remote frees of the class, though it keeps those of 256 B, which
+ * it allocates; its own frees stay fast-path ones.
  */
 static uint32_t consumer_kept, consumer_foreign;
 static size_t consumer_queued;
+static bool consumer_keeps;
 static void *consumer(void *arg)
 {
 	(void)arg;
@@ -737,10 +776,12 @@ static void *consumer(void *arg)
 	for (int i = 0; i < 600; i++)
 		kalloc_free(mine[i]);
 	to_gc_pass(); /* it only flushed */
+	kalloc_free(kalloc_malloc(256)); /* a refill: it allocates 256 B */
+	keep_on(bulk256, BULK256);
+	consumer_keeps = ka_tc->keeps;
 	pthread_barrier_wait(&consumer_bar);
 	pthread_barrier_wait(&consumer_bar); /* the owner's objects are ready */
 	unsigned c = ka_size_class[(128 + 7) >> 3];
-	ka_tls.tick = INT64_MAX;
 	size_t out0 = ka_tc->out_bytes;
 	/* Only those of the owner's slabs count: a block the owner took from
 	 * its bin may sit in a slab this thread's refills took over since. */
@@ -771,10 +812,21 @@ static void keep_test(void)
 	pthread_barrier_wait(&keep_bar);
 	pthread_create(&f, NULL, fresh_freer, NULL);
 	pthread_join(f, NULL);
-	ka_tls.tick = INT64_MAX; /* no housekeeping tick: it would send the outbox on */
-	uint32_t n0 = ka_bin_count(ka_tc, c128), m0 = ka_bin_count(ka_tc, c96);
+	/* A tick with no remote frees: this thread keeps none. */
+	one_tick();
+	one_tick();
+	uint32_t n0 = ka_bin_count(ka_tc, c128);
 	size_t out0 = ka_tc->out_bytes;
-	for (int i = KEEP_N / 2; i < KEEP_N; i++)
+	for (int i = KEEP_N / 2; i < 3 * KEEP_N / 4; i++)
+		kalloc_free(objs[i]);
+	uint32_t kept_few = ka_bin_count(ka_tc, c128) - n0;
+	size_t out_few = ka_tc->out_bytes - out0;
+	keep_on(bulk128, BULK128);
+	bool keeps = ka_tc->keeps;
+	n0 = ka_bin_count(ka_tc, c128);
+	uint32_t m0 = ka_bin_count(ka_tc, c96);
+	out0 = ka_tc->out_bytes;
+	for (int i = 3 * KEEP_N / 4; i < KEEP_N; i++)
 		kalloc_free(objs[i]);
 	uint32_t kept = ka_bin_count(ka_tc, c128) - n0;
 	size_t out128 = ka_tc->out_bytes - out0;
@@ -784,24 +836,44 @@ static void keep_test(void)
 	size_t out96 = ka_tc->out_bytes - out0 - out128;
 	void *again = kalloc_malloc(128);
 	kalloc_free(again);
-	ka_tls.tick = KA_TICK_BYTES;
 	pthread_create(&f, NULL, consumer, NULL);
 	pthread_join(f, NULL);
 	pthread_barrier_wait(&keep_bar);
 	pthread_join(t, NULL);
+	/* Still keeping (no tick since), it frees into the slabs of an owner
+	 * that exited: it adopts them, as a thread that keeps nothing does.
+	 * Its outboxes posted first: one still queued for that owner would
+	 * take the frees (and its post free them to the slabs). */
+	ka_tcache_flush_all();
+	int adopted = 0;
+	for (int i = 0; i < ADOPT_N; i++) {
+		kalloc_free(adopt128[i]);
+		struct ka_slab *s = ka_slab_of(adopt128[i]);
+		adopted += s && s->owner == ka_tc->id8 >> 8;
+	}
+	bool keeps_after = ka_tc->keeps;
+	ka_tls.tick = KA_TICK_BYTES;
 	pthread_barrier_destroy(&keep_bar);
 	pthread_barrier_destroy(&consumer_bar);
-	ok(fresh_kept == 0 && kept == KEEP_N / 2 && out128 == 0 && again == objs[KEEP_N - 1] && kept96 == 0 &&
-	   out96 == (size_t)KEEP_N * 96,
-	   "remote frees of 128 B: a thread that never allocated them keeps none (%u), one that allocates them "
-	   "keeps all %u (%u kept, %zu bytes queued) and its next malloc returns the last (%s); of 96 B, whose "
-	   "objects share lines, it keeps none (%u) and queues them for their owner (%zu of %zu bytes)",
-	   fresh_kept, KEEP_N / 2, kept, out128, again == objs[KEEP_N - 1] ? "yes" : "no", kept96, out96,
+	ok(fresh_kept == 0 && kept_few == 0 && out_few == (size_t)KEEP_N / 4 * 128 && keeps && kept == KEEP_N / 4 &&
+	   out128 == 0 && again == objs[KEEP_N - 1] && kept96 == 0 && out96 == (size_t)KEEP_N * 96,
+	   "remote frees of 128 B: a thread that never allocated them keeps none (%u); one that allocates them keeps "
+	   "none after a tick without remote frees (%u kept, %zu of %zu bytes queued), and all %u after a tick of "
+	   "%d KiB of them (keeps: %s; %u kept, %zu bytes queued), its next malloc returning the last (%s); of "
+	   "96 B, whose objects share lines, it keeps none (%u) and queues them for their owner (%zu of %zu bytes)",
+	   fresh_kept, kept_few, out_few, (size_t)KEEP_N / 4 * 128, KEEP_N / 4, BULK128 * 128 / 1024,
+	   keeps ? "yes" : "no", kept, out128, again == objs[KEEP_N - 1] ? "yes" : "no", kept96, out96,
 	   (size_t)KEEP_N * 96);
-	ok(consumer_foreign > 0 && consumer_kept == 0 && consumer_queued == (size_t)consumer_foreign * 128,
-	   "a thread whose 128 B bin only overflowed for a GC pass stops keeping remote frees of the class "
-	   "(%u of %u kept, %zu of %zu bytes queued)",
-	   consumer_kept, consumer_foreign, consumer_queued, (size_t)consumer_foreign * 128);
+	ok(consumer_keeps && consumer_foreign > 0 && consumer_kept == 0 &&
+		   consumer_queued == (size_t)consumer_foreign * 128,
+	   "a thread whose 128 B bin only overflowed for a GC pass stops keeping remote frees of the class, while "
+	   "it keeps those of 256 B (keeps: %s; %u of %u kept, %zu of %zu bytes queued)",
+	   consumer_keeps ? "yes" : "no", consumer_kept, consumer_foreign, consumer_queued,
+	   (size_t)consumer_foreign * 128);
+	ok(keeps_after && adopted == ADOPT_N,
+	   "a thread that keeps remote frees of 128 B adopts the slabs of an owner that exited (keeps: %s; %d of %d "
+	   "now ours)",
+	   keeps_after ? "yes" : "no", adopted, ADOPT_N);
 	kalloc_malloc_trim(0);
 	validate_all();
 }
@@ -809,7 +881,7 @@ static void keep_test(void)
 int main(void)
 {
 	model_seed = test_seed();
-	plan(13);
+	plan(14);
 	kalloc_free(kalloc_malloc(1)); /* this thread's cache */
 	model_test();
 	exit_with_outbox();
