@@ -31,23 +31,20 @@
  * Remote frees, batched by owner (the owner of a slab is the cache that
  * last refilled from it, named in its tags), except those the freer keeps:
  *  - A thread keeps a remote free in its own bin, as a local one, when
- *    it allocates the object's class itself (its bin has refilled, and
- *    has not only overflowed for a whole GC pass since: BUSY_KEEP), its
- *    remote frees (posted or kept) were at least a quarter of its last
- *    housekeeping tick (KEEP_BYTES: tc->keeps; both together BUSY_KEEPS,
- *    the one bit the remote free tests), and the owner is live: a thread
- *    that trades blocks with others (mt_exchange) reuses what it is
- *    given, as tcmalloc and jemalloc always do. A thread that only frees
- *    the class (a consumer) sends it home, where it is reused, not
- *    flushed to the slabs and refilled under two locks; a thread whose
- *    frees are mostly local (larson's) sends its few remote ones home,
- *    since one it kept stays in its own cycle of malloc and free with each
- *    free a remote one; so does a thread that has just come to share a
- *    slab with another (falseshare-passive: the workers refill from one
- *    partial slab), whose first remote frees, in a tick of mostly local
- *    ones, go home and gather at the slab's last refiller, so that the
- *    two stop sharing its lines; a retired owner's slab is adopted
- *    (below).
+ *    the object's class is of whole cache lines (its size a multiple of
+ *    64: every class from 128 up, and 64), the thread allocates that
+ *    class itself (its bin has refilled, and has not only overflowed for
+ *    a whole GC pass since: BUSY_KEEP), its remote frees (posted or
+ *    kept) were at least a quarter of its last housekeeping tick
+ *    (KEEP_BYTES: tc->keeps; both together BUSY_KEEPS, the one bit the
+ *    remote free tests), and the owner is live. Such an object shares no
+ *    line with another, so whoever reuses it fights nobody for its lines;
+ *    a thread that only frees the class (a consumer) sends it home, where
+ *    it is reused, not flushed to the slabs and refilled under two locks;
+ *    a thread whose frees are mostly local (larson's) sends its few
+ *    remote ones home, since one it kept stays in its own cycle of malloc
+ *    and free with each free a remote one; a retired owner's slab is
+ *    adopted (below).
  *  - A thread that frees an object of a slab another live cache owns
  *    pushes it, marked free, onto its outbox for that owner: no atomic.
  *    An outbox goes out when it holds OUTBOX_OBJS objects or OUTBOX_BYTES
@@ -147,22 +144,17 @@
  * the keeping out of line (free_remote_keep): xthread64 quick 435.8 ->
  * 438.8 million instructions (callgrind); inline, its registers made it
  * 442.0.
- * The gate made the whole-line rule needless: keeping every class as well
- * took mt_exchange/512 at 2 threads 9.72 -> 8.51 ns (tcmalloc 6.46), at 4
- * threads 11.27 -> 8.72 (tcmalloc 6.88), mt_exchange_used at 4 threads
- * 14.24 -> 10.77 (tcmalloc 8.82), and left falseshare-passive as it was,
- * of 8 B (0.626 -> 0.622 s, jemalloc 0.646) and of 32, 96 and 160 B
- * (0.46-0.50 s either way; jemalloc and mimalloc the same or slower;
- * medians of 5), at
- * 8 threads too (1.98 -> 2.05, mimalloc 1.87, medians of 5), and larson,
- * prodcons, prodcons-mixed, xthread64, shortthreads, comego and
- * falseshare-active where they were (medians of 7 interleaved runs).
- * Workers that swapped blocks first, then each freed one of two
- * neighbouring 8 B blocks main had allocated before and wrote small
- * blocks in a loop: 0.50-0.61 s either way, jemalloc 2.0-4.7 and tcmalloc
- * 2.5-4.7 (each worker's loop reused the block it freed, sharing its line
- * with the other's); here a worker's refill had taken main's slab, so
- * the other's free of its block went to that worker.
+ * With the gate, keeping every class as well took mt_exchange/512 at 2
+ * threads 9.72 -> 8.51 ns (tcmalloc 6.46), at 4 threads 11.27 -> 8.72
+ * (tcmalloc 6.88), and left falseshare-passive of 8, 32, 96 and 160 B as
+ * it was; but falseshare-traded at 8 threads (threads that traded blocks,
+ * so that they keep, then each frees its block of main's, beside the
+ * others', and writes small blocks) went 2.42 -> 4.21 s (mimalloc 2.55;
+ * medians of 3; again 3.41 -> 4.62, minimums 2.56 -> 4.20): a kept block
+ * freed again is a remote free again, kept and counted to the gate, so
+ * the thread keeps on reusing the block it was handed, on the others'
+ * line. Not kept; at 2 threads the same test took 0.50-0.76 s either way
+ * against jemalloc's 2.4-4.4 and tcmalloc's 2.1-2.6.
  * jemalloc keeps every remote free in the freer's cache and passes the 8 B
  * test because there a thread's first free, before any malloc, finds no
  * tcache and goes to its arena (LD_PRELOAD jemalloc 5.3.0: a worker that
@@ -183,10 +175,11 @@
 #define BUSY_REFILL 1 /* refilled */
 #define BUSY_FLUSH 2  /* flushed */
 #define BUSY_CYCLE 4  /* refilled since it last overflowed (grow) */
-#define BUSY_KEEP 8   /* refilled, and not only flushed since (kept across passes) */
+#define BUSY_KEEP 8   /* a whole-line class, refilled, and not only flushed since (kept across passes) */
 #define BUSY_KEEPS 16 /* keeps remote frees: BUSY_KEEP, of a cache that keeps (tc->keeps) */
 #define BATCH 64
 #define FILL_FIRST 8
+#define LINE 64 /* bytes in a cache line: a class of whole ones keeps remote frees */
 #define KEEP_BYTES (KA_TICK_BYTES / 4) /* remote frees in a tick that make a thread keep them */
 #define OUTBOX_OBJS 32
 #define OUTBOX_BYTES 32768
@@ -435,7 +428,9 @@ static void link_in(struct ka_bin *b, void *obj)
 static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE | (tc->keeps ? BUSY_KEEP | BUSY_KEEPS : BUSY_KEEP);
+	if ((ka_classes[cls].size & (LINE - 1)) == 0)
+		tc->busy[cls] |= tc->keeps ? BUSY_KEEP | BUSY_KEEPS : BUSY_KEEP;
+	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE;
 	uint32_t want = tc->fill[cls];
 	if (want * 2 <= fill_max(tc, cls))
 		tc->fill[cls] = (uint16_t)(want * 2);

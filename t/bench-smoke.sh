@@ -17,7 +17,7 @@ try() { # name pattern command...: ok if it exits 0 and its last line matches pa
 		failed=$((failed + 1))
 	fi
 }
-for w in larson prodcons falseshare-active falseshare-passive frag strbuild bigobj shortthreads \
+for w in larson prodcons falseshare-active falseshare-passive falseshare-traded frag strbuild bigobj shortthreads \
 	comego prodcons-mixed xthread64 bigmix cxxchurn; do
 	try "$w" "^$w ops=[1-9][0-9]* check=" "$build/bench/wl/$w" quick 2
 done

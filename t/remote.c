@@ -14,12 +14,13 @@
  *  - with more live caches, it grows only to KA_INBOX_BUDGET shared by
  *    them;
  *  - fork while another thread has objects in its outbox;
- *  - a remote free stays in the freer's bin when the freer allocates
- *    that class itself and its last tick was at least a quarter remote
- *    frees, and goes to the owner's outbox otherwise (a thread that only
- *    frees it, or one with few remote frees), and stops when its bin of
- *    the class only overflows for a GC pass; an owner that exited has its
- *    slabs adopted all the same.
+ *  - a remote free of a line-whole class stays in the freer's bin when
+ *    the freer allocates that class itself and its last tick was mostly
+ *    remote frees, and goes to the owner's outbox otherwise (a thread
+ *    that only frees it, one with few remote frees, or a class whose
+ *    objects share lines), and stops when its bin of the class only
+ *    overflows for a GC pass; an owner that exited has its slabs adopted
+ *    all the same.
  * Also run under TSan.
  */
 #include <pthread.h>
@@ -855,13 +856,14 @@ static void keep_test(void)
 	pthread_barrier_destroy(&keep_bar);
 	pthread_barrier_destroy(&consumer_bar);
 	ok(fresh_kept == 0 && kept_few == 0 && out_few == (size_t)KEEP_N / 4 * 128 && keeps && kept == KEEP_N / 4 &&
-	   out128 == 0 && again == objs[KEEP_N - 1] && kept96 == KEEP_N && out96 == 0,
+	   out128 == 0 && again == objs[KEEP_N - 1] && kept96 == 0 && out96 == (size_t)KEEP_N * 96,
 	   "remote frees of 128 B: a thread that never allocated them keeps none (%u); one that allocates them keeps "
 	   "none after a tick without remote frees (%u kept, %zu of %zu bytes queued), and all %u after a tick of "
 	   "%d KiB of them (keeps: %s; %u kept, %zu bytes queued), its next malloc returning the last (%s); of "
-	   "96 B, which it allocates too, it keeps all %d (%u kept, %zu bytes queued)",
+	   "96 B, whose objects share lines, it keeps none (%u) and queues them for their owner (%zu of %zu bytes)",
 	   fresh_kept, kept_few, out_few, (size_t)KEEP_N / 4 * 128, KEEP_N / 4, BULK128 * 128 / 1024,
-	   keeps ? "yes" : "no", kept, out128, again == objs[KEEP_N - 1] ? "yes" : "no", KEEP_N, kept96, out96);
+	   keeps ? "yes" : "no", kept, out128, again == objs[KEEP_N - 1] ? "yes" : "no", kept96, out96,
+	   (size_t)KEEP_N * 96);
 	ok(consumer_keeps && consumer_foreign > 0 && consumer_kept == 0 &&
 		   consumer_queued == (size_t)consumer_foreign * 128,
 	   "a thread whose 128 B bin only overflowed for a GC pass stops keeping remote frees of the class, while "
