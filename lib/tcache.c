@@ -31,20 +31,23 @@
  * Remote frees, batched by owner (the owner of a slab is the cache that
  * last refilled from it, named in its tags), except those the freer keeps:
  *  - A thread keeps a remote free in its own bin, as a local one, when
- *    the object's class is of whole cache lines (its size a multiple of
- *    64: every class from 128 up, and 64), the thread allocates that
- *    class itself (its bin has refilled, and has not only overflowed for
- *    a whole GC pass since: BUSY_KEEP), its remote frees (posted or
- *    kept) were at least a quarter of its last housekeeping tick
+ *    it allocates the object's class itself (its bin has refilled, and
+ *    has not only overflowed for a whole GC pass since: BUSY_KEEP), its
+ *    remote frees were at least a quarter of its last housekeeping tick
  *    (KEEP_BYTES: tc->keeps; both together BUSY_KEEPS, the one bit the
- *    remote free tests), and the owner is live. Such an object shares no
- *    line with another, so whoever reuses it fights nobody for its lines;
- *    a thread that only frees the class (a consumer) sends it home, where
- *    it is reused, not flushed to the slabs and refilled under two locks;
- *    a thread whose frees are mostly local (larson's) sends its few
- *    remote ones home, since one it kept stays in its own cycle of malloc
- *    and free with each free a remote one; a retired owner's slab is
- *    adopted (below).
+ *    remote free tests), and the owner is live: a thread that trades
+ *    blocks with others (mt_exchange) reuses what it is given, as
+ *    tcmalloc and jemalloc always do. The frees that count are those
+ *    posted and those kept of classes of whole cache lines (a multiple of
+ *    64 bytes: 64, and every class from 128 up but 160 and 224): a kept
+ *    block is a remote free again each time its new user frees it, and
+ *    one that shares a line with its owner's blocks must not hold the
+ *    gate open by itself (falseshare-traded, below). A thread that only
+ *    frees the class (a consumer) sends it home, where it is reused, not
+ *    flushed to the slabs and refilled under two locks; a thread whose
+ *    frees are mostly local (larson's) sends its few remote ones home,
+ *    since one it kept stays in its own cycle of malloc and free with
+ *    each free a remote one; a retired owner's slab is adopted (below).
  *  - A thread that frees an object of a slab another live cache owns
  *    pushes it, marked free, onto its outbox for that owner: no atomic.
  *    An outbox goes out when it holds OUTBOX_OBJS objects or OUTBOX_BYTES
@@ -153,8 +156,11 @@
  * medians of 3; again 3.41 -> 4.62, minimums 2.56 -> 4.20): a kept block
  * freed again is a remote free again, kept and counted to the gate, so
  * the thread keeps on reusing the block it was handed, on the others'
- * line. Not kept; at 2 threads the same test took 0.50-0.76 s either way
- * against jemalloc's 2.4-4.4 and tcmalloc's 2.1-2.6.
+ * line. Counting only the kept frees of whole-line classes toward the
+ * gate, the block goes home at the next tick: falseshare-traded at 8
+ * threads 2.03 s (whole-line rule 2.07, every class counted 4.48,
+ * mimalloc 2.25; medians of 5). At 2 threads the test took 0.50-0.76 s
+ * under each rule against jemalloc's 2.4-4.4 and tcmalloc's 2.1-2.6.
  * jemalloc keeps every remote free in the freer's cache and passes the 8 B
  * test because there a thread's first free, before any malloc, finds no
  * tcache and goes to its arena (LD_PRELOAD jemalloc 5.3.0: a worker that
@@ -175,11 +181,11 @@
 #define BUSY_REFILL 1 /* refilled */
 #define BUSY_FLUSH 2  /* flushed */
 #define BUSY_CYCLE 4  /* refilled since it last overflowed (grow) */
-#define BUSY_KEEP 8   /* a whole-line class, refilled, and not only flushed since (kept across passes) */
+#define BUSY_KEEP 8   /* refilled, and not only flushed since (kept across passes) */
 #define BUSY_KEEPS 16 /* keeps remote frees: BUSY_KEEP, of a cache that keeps (tc->keeps) */
 #define BATCH 64
 #define FILL_FIRST 8
-#define LINE 64 /* bytes in a cache line: a class of whole ones keeps remote frees */
+#define LINE 64 /* bytes in a cache line: kept frees of classes of whole ones hold the gate open */
 #define KEEP_BYTES (KA_TICK_BYTES / 4) /* remote frees in a tick that make a thread keep them */
 #define OUTBOX_OBJS 32
 #define OUTBOX_BYTES 32768
@@ -428,9 +434,7 @@ static void link_in(struct ka_bin *b, void *obj)
 static void refill(struct ka_tcache *tc, unsigned cls)
 {
 	struct ka_bin *b = &tc->bins[cls];
-	if ((ka_classes[cls].size & (LINE - 1)) == 0)
-		tc->busy[cls] |= tc->keeps ? BUSY_KEEP | BUSY_KEEPS : BUSY_KEEP;
-	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE;
+	tc->busy[cls] |= BUSY_REFILL | BUSY_CYCLE | (tc->keeps ? BUSY_KEEP | BUSY_KEEPS : BUSY_KEEP);
 	uint32_t want = tc->fill[cls];
 	if (want * 2 <= fill_max(tc, cls))
 		tc->fill[cls] = (uint16_t)(want * 2);
@@ -1200,7 +1204,8 @@ static KA_NOINLINE void free_remote_keep(void *p, const char *func, uint32_t tag
 	if (tc->bins[cls].room && to && __atomic_load_n(&to->id, __ATOMIC_RELAXED) == tag >> 8) {
 		((uint64_t *)p)[1] = ka_key_of(p);
 		link_in(&tc->bins[cls], p);
-		tc->remote_bytes += ka_classes[cls].size;
+		if ((ka_classes[cls].size & (LINE - 1)) == 0)
+			tc->remote_bytes += ka_classes[cls].size;
 		return;
 	}
 	if (!free_remote_quick(tc, p, tag, cls))

@@ -387,7 +387,7 @@ struct ka_tcache {
 	size_t bin_bytes;      /* the sum of max[] * class size (tcache.c, grow) */
 	bool inbox_used;       /* drained since the last GC pass (tcache.c, inbox bound) */
 	bool keeps;            /* keeps remote frees (tcache.c): remote_bytes reached a quarter of the last tick */
-	size_t remote_bytes;   /* freed into other caches' slabs this tick: posted, or kept */
+	size_t remote_bytes;   /* freed into other caches' slabs this tick: posted, or kept of whole-line classes */
 	struct ka_list node;   /* on the list of live thread caches */
 	uint32_t slot;         /* index in the slot table (id's low bits) */
 	uint32_t posts;        /* posts made: the next goes to inbox[posts % KA_INBOX_SLOTS] of its owner */

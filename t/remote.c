@@ -14,13 +14,14 @@
  *  - with more live caches, it grows only to KA_INBOX_BUDGET shared by
  *    them;
  *  - fork while another thread has objects in its outbox;
- *  - a remote free of a line-whole class stays in the freer's bin when
- *    the freer allocates that class itself and its last tick was mostly
- *    remote frees, and goes to the owner's outbox otherwise (a thread
- *    that only frees it, one with few remote frees, or a class whose
- *    objects share lines), and stops when its bin of the class only
- *    overflows for a GC pass; an owner that exited has its slabs adopted
- *    all the same.
+ *  - a remote free stays in the freer's bin when the freer allocates
+ *    that class itself and its last tick was at least a quarter remote
+ *    frees (posted, or kept of a whole-line class: a kept block that
+ *    shares lines, freed again and again, does not hold the gate open),
+ *    and goes to the owner's outbox otherwise (a thread that only frees
+ *    it, or one with few remote frees), and stops when its bin of the
+ *    class only overflows for a GC pass; an owner that exited has its
+ *    slabs adopted all the same.
  * Also run under TSan.
  */
 #include <pthread.h>
@@ -688,9 +689,10 @@ static void churn_test(void)
 #define BULK128 3000
 #define BULK256 1500
 #define ADOPT_N 100
+#define CYCLE96 4000 /* 375 KiB of remote frees of one 96 B block */
 static pthread_barrier_t keep_bar, consumer_bar;
 static unsigned fresh_kept;
-static void *bulk128[BULK128], *bulk256[BULK256], *adopt128[ADOPT_N];
+static void *bulk128[BULK128], *bulk128b[BULK128], *bulk256[BULK256], *adopt128[ADOPT_N];
 
 static void *keep_owner(void *arg)
 {
@@ -699,8 +701,10 @@ static void *keep_owner(void *arg)
 		objs[i] = kalloc_malloc(128);
 		objs[KEEP_N + i] = kalloc_malloc(96);
 	}
-	for (int i = 0; i < BULK128; i++)
+	for (int i = 0; i < BULK128; i++) {
 		bulk128[i] = kalloc_malloc(128);
+		bulk128b[i] = kalloc_malloc(128);
+	}
 	for (int i = 0; i < BULK256; i++)
 		bulk256[i] = kalloc_malloc(256);
 	for (int i = 0; i < ADOPT_N; i++)
@@ -836,6 +840,14 @@ static void keep_test(void)
 	size_t out96 = ka_tc->out_bytes - out0 - out128;
 	void *again = kalloc_malloc(128);
 	kalloc_free(again);
+	/* One kept 96 B block, taken and freed again and again in a tick: each
+	 * free is a remote one, kept, but none holds the gate open (a block
+	 * that shares lines would stay beside its owner's for good). */
+	for (int i = 0; i < CYCLE96; i++)
+		kalloc_free(kalloc_malloc(96));
+	one_tick();
+	bool keeps_cycled = ka_tc->keeps;
+	keep_on(bulk128b, BULK128);
 	pthread_create(&f, NULL, consumer, NULL);
 	pthread_join(f, NULL);
 	pthread_barrier_wait(&keep_bar);
@@ -856,20 +868,23 @@ static void keep_test(void)
 	pthread_barrier_destroy(&keep_bar);
 	pthread_barrier_destroy(&consumer_bar);
 	ok(fresh_kept == 0 && kept_few == 0 && out_few == (size_t)KEEP_N / 4 * 128 && keeps && kept == KEEP_N / 4 &&
-	   out128 == 0 && again == objs[KEEP_N - 1] && kept96 == 0 && out96 == (size_t)KEEP_N * 96,
+	   out128 == 0 && again == objs[KEEP_N - 1] && kept96 == KEEP_N && out96 == 0,
 	   "remote frees of 128 B: a thread that never allocated them keeps none (%u); one that allocates them keeps "
 	   "none after a tick without remote frees (%u kept, %zu of %zu bytes queued), and all %u after a tick of "
 	   "%d KiB of them (keeps: %s; %u kept, %zu bytes queued), its next malloc returning the last (%s); of "
-	   "96 B, whose objects share lines, it keeps none (%u) and queues them for their owner (%zu of %zu bytes)",
+	   "96 B, which it allocates too, it keeps all %d (%u kept, %zu bytes queued)",
 	   fresh_kept, kept_few, out_few, (size_t)KEEP_N / 4 * 128, KEEP_N / 4, BULK128 * 128 / 1024,
-	   keeps ? "yes" : "no", kept, out128, again == objs[KEEP_N - 1] ? "yes" : "no", kept96, out96,
-	   (size_t)KEEP_N * 96);
+	   keeps ? "yes" : "no", kept, out128, again == objs[KEEP_N - 1] ? "yes" : "no", KEEP_N, kept96, out96);
 	ok(consumer_keeps && consumer_foreign > 0 && consumer_kept == 0 &&
 		   consumer_queued == (size_t)consumer_foreign * 128,
 	   "a thread whose 128 B bin only overflowed for a GC pass stops keeping remote frees of the class, while "
 	   "it keeps those of 256 B (keeps: %s; %u of %u kept, %zu of %zu bytes queued)",
 	   consumer_keeps ? "yes" : "no", consumer_kept, consumer_foreign, consumer_queued,
 	   (size_t)consumer_foreign * 128);
+	ok(!keeps_cycled && keeps_after,
+	   "remote frees of a 96 B block it keeps, freed again %d times in a tick, leave the gate closed "
+	   "(keeps: %s), and 375 KiB of 128 B open it again (keeps: %s)",
+	   CYCLE96, keeps_cycled ? "yes" : "no", keeps_after ? "yes" : "no");
 	ok(keeps_after && adopted == ADOPT_N,
 	   "a thread that keeps remote frees of 128 B adopts the slabs of an owner that exited (keeps: %s; %d of %d "
 	   "now ours)",
@@ -881,7 +896,7 @@ static void keep_test(void)
 int main(void)
 {
 	model_seed = test_seed();
-	plan(14);
+	plan(15);
 	kalloc_free(kalloc_malloc(1)); /* this thread's cache */
 	model_test();
 	exit_with_outbox();
