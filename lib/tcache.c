@@ -252,6 +252,15 @@ static struct ka_tcache *cache_of(uint32_t owner)
 	return __atomic_load_n(&slots[owner & (KA_TCACHE_SLOTS - 1)], __ATOMIC_ACQUIRE);
 }
 
+/* True if owner names a live cache: one that has not retired (nor been
+ * taken by a new thread since). The acquire pairs with the id's store at
+ * creation, so what the owner set up before is visible. */
+static bool owner_live(uint32_t owner)
+{
+	struct ka_tcache *to = cache_of(owner);
+	return to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner;
+}
+
 static KA_NOINLINE KA_COLD __attribute__((noreturn)) void bin_corrupt(void *p, unsigned cls)
 {
 	ka_fatal("malloc()", "corrupted free list (write after free?) at", p, ka_classes[cls].name);
@@ -1072,10 +1081,8 @@ static void free_small(struct ka_tcache *tc, void *p, uint32_t tag, unsigned cls
 		 * is closed), as it must for one that retires after the post. */
 		struct ka_outbox *ob = &tc->out[owner & (KA_OUTBOXES - 1)];
 		bool queue = ob->count && ob->owner == owner;
-		if (!queue && owner) {
-			struct ka_tcache *to = cache_of(owner);
-			queue = to && __atomic_load_n(&to->id, __ATOMIC_ACQUIRE) == owner;
-		}
+		if (!queue && owner)
+			queue = owner_live(owner);
 		if (queue) {
 			queue_remote(tc, p, owner, cls);
 			return;
@@ -1203,8 +1210,8 @@ static KA_NOINLINE void free_checked_errno(void *p, const char *func, uint32_t t
  */
 static KA_NOINLINE void free_remote_keep(void *p, const char *func, uint32_t tag, unsigned cls)
 {
-	struct ka_tcache *tc = ka_tc, *to = cache_of(tag >> 8);
-	if (tc->bins[cls].room && to && __atomic_load_n(&to->id, __ATOMIC_RELAXED) == tag >> 8) {
+	struct ka_tcache *tc = ka_tc;
+	if (tc->bins[cls].room && owner_live(tag >> 8)) {
 		((uint64_t *)p)[1] = ka_key_of(p);
 		link_in(&tc->bins[cls], p);
 		if ((ka_classes[cls].size & (LINE - 1)) == 0)

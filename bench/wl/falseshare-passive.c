@@ -80,7 +80,7 @@ int main(int argc, char **argv)
 		check += j[t].check;
 		ops += (uint64_t)(j[t].objs + j[t].swaps);
 	}
-	for (int i = 0; i < SLOTS; i++)
+	for (int i = 0; TRADE_SWAPS && i < SLOTS; i++)
 		take_slot(slots[i]);
 	free(j);
 	free(th);
